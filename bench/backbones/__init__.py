@@ -1,0 +1,7 @@
+"""Frozen feature networks for distribution metrics, registered in :data:`BACKBONES`."""
+
+from bench.backbones import efficientnet_lite0  # noqa: F401  (registration)
+from bench.backbones.base import BackboneWeightsError, FeatureBackbone
+from bench.backbones.registry import BACKBONES
+
+__all__ = ["BACKBONES", "BackboneWeightsError", "FeatureBackbone"]

@@ -1,0 +1,185 @@
+"""The ``bench`` command line.
+
+    bench list {suites,models,datamodules,metrics,backbones}
+    bench run --suite NAME [--models a,b] [--datamodule NAME] [--seeds 0,1,2] [--max-epochs N]
+              [--limit-batches F] [--accelerator auto|cpu|gpu] [--devices N] [--out DIR] [--json]
+              [--publish DIR] [--cache-dir DIR]
+
+Exit codes: 0 success; 1 the suite ran but some run failed (see results.csv); 2 bad input (unknown name,
+invalid suite file, missing data or weights) — reported in one line on stderr before any work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
+LISTS = ("suites", "models", "datamodules", "metrics", "backbones")
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported in one line, exit code 2."""
+
+
+def _registry(kind: str):
+    if kind == "suites":
+        from bench.suites import SUITES
+
+        return SUITES
+    if kind == "models":
+        from models import MODELS
+
+        return MODELS
+    if kind == "datamodules":
+        from datamodules import DATAMODULES
+
+        return DATAMODULES
+    if kind == "metrics":
+        from bench.metrics import METRICS
+
+        return METRICS
+    from bench.backbones import BACKBONES
+
+    return BACKBONES
+
+
+def _csv_list(text: str, what: str) -> list[str]:
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if not items:
+        raise UsageError(f"--{what} needs a comma-separated list, got {text!r}")
+    return items
+
+
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return int(value) if value > 1 and value == int(value) else value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
+    return value
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that reports errors in one line (``bench: error: ...``) with exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"bench: error: {message}\n")
+        sys.exit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(prog="bench", description="Benchmark generative models and multimodal fusion.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
+
+    p_list = sub.add_parser("list", help="print registered names, one per line")
+    p_list.add_argument("kind", choices=LISTS)
+
+    p_run = sub.add_parser("run", help="run a suite and write results and leaderboards")
+    p_run.add_argument("--suite", required=True, help="registered suite name (bench list suites) or a .yaml path")
+    p_run.add_argument("--models", help="comma-separated subset of the suite's models")
+    p_run.add_argument("--datamodule", help="run the suite on this datamodule instead of its own")
+    p_run.add_argument("--seeds", help="comma-separated integer seeds (replaces the suite's)")
+    p_run.add_argument("--max-epochs", type=_positive_int, help="replace every track's max_epochs")
+    p_run.add_argument("--limit-batches", type=_positive_number,
+                       help="fraction (<=1) or number (>1) of train/val batches per epoch")
+    p_run.add_argument("--accelerator", default="auto", choices=("auto", "cpu", "gpu"))
+    p_run.add_argument("--devices", type=_positive_int, default=1)
+    p_run.add_argument("--out", type=Path, help="output folder (default runs/<suite>)")
+    p_run.add_argument("--cache-dir", type=Path, help="real-feature cache (default $BENCH_CACHE_DIR or ~/.cache/genfusion-bench)")
+    p_run.add_argument("--publish", type=Path, metavar="DIR",
+                       help="also copy the leaderboard to DIR/<suite>.csv and .md, results to DIR/<suite>-results.csv")
+    p_run.add_argument("--json", action="store_true", help="print one JSON object with the outcome on stdout")
+    return parser
+
+
+def cmd_list(kind: str) -> int:
+    for name in _registry(kind).names():
+        print(name)
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from bench.backbones import BackboneWeightsError
+    from bench.registry import UnknownNameError
+    from bench.runner import RunOptions, run_suite
+    from bench.spec import SpecError
+    from bench.suites import load_suite
+    from datamodules import DATAMODULES, DataUnavailableError
+
+    try:
+        spec = load_suite(args.suite)
+        if args.datamodule is not None:
+            DATAMODULES.get(args.datamodule)
+        seeds = None
+        if args.seeds is not None:
+            try:
+                seeds = [int(s) for s in _csv_list(args.seeds, "seeds")]
+            except ValueError:
+                raise UsageError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+        spec = spec.with_overrides(
+            models=_csv_list(args.models, "models") if args.models is not None else None,
+            datamodule=args.datamodule,
+            seeds=seeds,
+            max_epochs=args.max_epochs,
+            limit_batches=args.limit_batches,
+        )
+        out_dir = args.out or Path("runs") / spec.name
+        opts = RunOptions(
+            out_dir=out_dir, accelerator=args.accelerator, devices=args.devices, cache_dir=args.cache_dir,
+            console=Console(stderr=True), command=" ".join(["bench"] + [shlex.quote(a) for a in args.argv]),
+        )
+        outcome = run_suite(spec, opts)
+    except (UnknownNameError, SpecError, DataUnavailableError, BackboneWeightsError, UsageError) as err:
+        sys.stderr.write(f"bench: error: {err}\n")
+        return EXIT_USAGE
+
+    if args.publish is not None:
+        args.publish.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(outcome.leaderboard_csv, args.publish / f"{spec.name}.csv")
+        shutil.copyfile(outcome.leaderboard_md, args.publish / f"{spec.name}.md")
+        shutil.copyfile(outcome.results_csv, args.publish / f"{spec.name}-results.csv")
+    failed = outcome.status_counts.get("failed", 0)
+    if args.json:
+        print(json.dumps({
+            "suite": spec.name, "out_dir": str(outcome.out_dir), "results_csv": str(outcome.results_csv),
+            "leaderboard_csv": str(outcome.leaderboard_csv), "leaderboard_md": str(outcome.leaderboard_md),
+            "status_counts": outcome.status_counts, "leaderboard": outcome.leaderboard,
+        }, indent=2, default=str))
+    else:
+        print(outcome.leaderboard_md.read_text())
+        print(f"wrote {outcome.results_csv}, {outcome.leaderboard_csv}, {outcome.leaderboard_md}")
+    return EXIT_RUN_FAILED if failed else EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``bench`` console script."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    if args.command == "list":
+        return cmd_list(args.kind)
+    return cmd_run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

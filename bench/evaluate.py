@@ -1,0 +1,174 @@
+"""Scores a trained model on a datamodule with the requested metrics.
+
+Which metrics apply to a model follows from its family base class (see ``models/base.py``) and the metric's
+``input_kind``: feature metrics need an :class:`~models.base.ImageGenerator`, reconstruction metrics an
+:class:`~models.base.AutoEncoder`, classification metrics a :class:`~models.base.Classifier`. The evaluator
+never looks at model names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from bench.backbones.base import FeatureBackbone
+from bench.features import cached_real_features, extract_features, real_cache_key
+from bench.metrics import METRICS, BenchMetric, MetricContext
+from bench.spec import EvalSpec
+from datamodules.base import BenchDataModule
+from models.base import AutoEncoder, BenchModule, Classifier, ImageGenerator
+
+_REQUIRED_BASE = {"features": ImageGenerator, "reconstruction": AutoEncoder, "classification": Classifier}
+
+
+@dataclass(frozen=True)
+class Score:
+    """One metric value with everything needed to interpret it.
+
+    Attributes:
+        metric: Registered metric name. value: The number. higher_is_better: Its direction.
+        protocol: Metric-specific choices (``key=value`` pairs). split: The real/reference split.
+        n_real: Real samples used. n_fake: Generated samples used (feature metrics only).
+        backbone, backbone_sha256, resize: The feature network (feature metrics only).
+    """
+
+    metric: str
+    value: float
+    higher_is_better: bool
+    protocol: str
+    split: str
+    n_real: int
+    n_fake: int | None = None
+    backbone: str = ""
+    backbone_sha256: str = ""
+    resize: str = ""
+
+
+def applicable_metrics(model: BenchModule, metric_names: list[str] | tuple[str, ...]) -> list[str]:
+    """The metrics among ``metric_names`` that ``model``'s family can be scored on."""
+    return [m for m in metric_names if isinstance(model, _REQUIRED_BASE[METRICS.get(m).input_kind])]
+
+
+def _batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+    for i in range(0, len(images), batch_size):
+        yield images[i : i + batch_size]
+
+
+def _sample_batches(model: ImageGenerator, n: int, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    for i in range(0, n, batch_size):
+        yield model.sample(min(batch_size, n - i), generator=gen).float().cpu()
+
+
+class Evaluator:
+    """Computes one track's metrics for trained models.
+
+    Args:
+        spec: The track's evaluation settings.
+        metrics: Metric names requested by the track.
+        backbone: Feature network for feature metrics (None if the track has none).
+        cache_dir: Where real-data features are cached (None: the default cache).
+        console: Where progress bars are drawn (None: no bars).
+    """
+
+    def __init__(
+        self,
+        spec: EvalSpec,
+        metrics: tuple[str, ...],
+        backbone: FeatureBackbone | None,
+        cache_dir: Path | None = None,
+        console: Console | None = None,
+    ) -> None:
+        self.spec, self.metrics, self.backbone = spec, metrics, backbone
+        self.cache_dir, self.console = cache_dir, console
+
+    def real_features(self, dm: BenchDataModule) -> torch.Tensor:
+        """(N, D) backbone features of the reference split, from the cache when present."""
+        assert self.backbone is not None
+        images = dm.split_tensors(self.spec.real_split)["image"]
+        key = real_cache_key(dm.identity(), self.spec.real_split, self.backbone)
+        compute = lambda: extract_features(  # noqa: E731
+            self.backbone, _batches(images, self.spec.batch_size), len(images), "real features", self.console
+        )
+        feats, _ = cached_real_features(key, compute, self.cache_dir)
+        return feats
+
+    @torch.no_grad()
+    def evaluate(self, model: BenchModule, dm: BenchDataModule, seed: int) -> list[Score]:
+        """Scores ``model`` on ``dm``'s reference split; randomness (sampling, KID subsets) follows ``seed``."""
+        names = applicable_metrics(model, self.metrics)
+        data_spec = dm.data_spec()
+        ctx = MetricContext(
+            image_shape=data_spec.image_shape,
+            num_classes=data_spec.num_classes,
+            num_features=self.backbone.num_features if self.backbone else 0,
+            seed=seed,
+            kid_subsets=self.spec.kid_subsets,
+            kid_subset_size=self.spec.kid_subset_size,
+        )
+        metrics: dict[str, BenchMetric] = {n: METRICS.get(n).build(ctx) for n in names}
+        by_kind: dict[str, list[str]] = {}
+        for n in names:
+            by_kind.setdefault(METRICS.get(n).input_kind, []).append(n)
+        model.eval()
+        split = self.spec.real_split
+        tensors = dm.split_tensors(split)
+        n_real = len(tensors["label"])
+        scores: list[Score] = []
+
+        if "features" in by_kind:
+            assert isinstance(model, ImageGenerator) and self.backbone is not None
+            real = self.real_features(dm)
+            fake = extract_features(
+                self.backbone,
+                _sample_batches(model, self.spec.n_fake, self.spec.batch_size, seed),
+                self.spec.n_fake,
+                "sampling + features",
+                self.console,
+            )
+            for n in by_kind["features"]:
+                metrics[n].update(real, real=True)
+                metrics[n].update(fake, real=False)
+            extra = {
+                "n_fake": len(fake),
+                "backbone": self.backbone.registry_name,
+                "backbone_sha256": self.backbone.weights_sha256,
+                "resize": self.backbone.resize,
+            }
+            scores += [self._score(n, metrics[n], split, len(real), **extra) for n in by_kind["features"]]
+
+        loader = dm.dataloader(split, batch_size=self.spec.batch_size)
+        if "reconstruction" in by_kind:
+            assert isinstance(model, AutoEncoder)
+            for batch in loader:
+                x = batch["image"].to(model.device)
+                recon = model.reconstruct(x)
+                for n in by_kind["reconstruction"]:
+                    metrics[n].update(recon.cpu(), x.cpu())
+            scores += [self._score(n, metrics[n], split, n_real) for n in by_kind["reconstruction"]]
+
+        if "classification" in by_kind:
+            assert isinstance(model, Classifier)
+            for batch in loader:
+                logits = model.predict_logits({k: v.to(model.device) for k, v in batch.items()}).cpu()
+                for n in by_kind["classification"]:
+                    metrics[n].update(logits, batch["label"])
+            scores += [self._score(n, metrics[n], split, n_real) for n in by_kind["classification"]]
+        return scores
+
+    @staticmethod
+    def _score(name: str, metric: BenchMetric, split: str, n_real: int, **extra) -> Score:
+        value = float(metric.compute())
+        return Score(
+            metric=name,
+            value=value,
+            higher_is_better=bool(metric.higher_is_better),
+            protocol=metric.protocol(),
+            split=split,
+            n_real=n_real,
+            **extra,
+        )

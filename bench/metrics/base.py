@@ -1,0 +1,57 @@
+"""What every registered metric declares, so the evaluator can feed it without knowing its name.
+
+A registered metric is a torchmetrics :class:`~torchmetrics.Metric` that also mixes in :class:`BenchMetric`:
+
+* ``input_kind`` says what ``update`` takes:
+  - ``"features"``: ``update(features (N, D), real: bool)``, backbone features of real or generated images;
+  - ``"reconstruction"``: ``update(preds (N, C, H, W), target (N, C, H, W))`` in [0, 1];
+  - ``"classification"``: ``update(logits (N, K), target (N,))``.
+* ``build(ctx)`` makes an instance from the facts of one evaluation (:class:`MetricContext`);
+* ``protocol()`` states every choice that changes the number, for the result row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+InputKind = Literal["features", "reconstruction", "classification"]
+INPUT_KINDS: tuple[str, ...] = ("features", "reconstruction", "classification")
+
+
+@dataclass(frozen=True)
+class MetricContext:
+    """Facts about one evaluation that metrics may need to configure themselves.
+
+    Attributes:
+        image_shape: (C, H, W) of the dataset's images.
+        num_classes: Number of classes (classification metrics).
+        num_features: Backbone feature dimension (feature metrics).
+        seed: Seed for any randomness inside a metric (KID subsets).
+        kid_subsets: Number of KID subsets.
+        kid_subset_size: Size of each KID subset (clamped to the sample sizes, with a warning).
+    """
+
+    image_shape: tuple[int, int, int] = (1, 8, 8)
+    num_classes: int = 0
+    num_features: int = 0
+    seed: int = 0
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+
+
+class BenchMetric:
+    """Mixin declaring how the evaluator feeds a metric. See the module docstring."""
+
+    registry_name: ClassVar[str]
+    input_kind: ClassVar[InputKind]
+    higher_is_better: ClassVar[bool | None]
+
+    @classmethod
+    def build(cls, ctx: MetricContext) -> BenchMetric:
+        """An instance configured for one evaluation."""
+        return cls()
+
+    def protocol(self) -> str:
+        """Every choice that changes the value, as ``key=value`` pairs."""
+        return ""

@@ -1,0 +1,245 @@
+"""Runs a suite's matrix — for each track, models × datamodules × seeds — and writes results and leaderboards.
+
+Everything a run needs is validated and loaded before the first model trains (names, model arguments, datasets,
+backbone weights), so a bad suite or a missing dataset fails in seconds with exit code 2, never halfway through.
+One run that raises is recorded with status ``failed`` (and one whose loss became NaN/inf with ``diverged``);
+the rest of the suite goes on. results.csv is rewritten atomically after every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import yaml
+from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.loggers import CSVLogger
+from rich.console import Console
+
+from bench.atomic import atomic_write_text
+from bench.backbones import BACKBONES, FeatureBackbone
+from bench.callbacks import DivergenceMonitor
+from bench.evaluate import Evaluator, applicable_metrics
+from bench.hashing import config_hash
+from bench.leaderboard import aggregate, results_frame, to_markdown, write_leaderboard, write_results
+from bench.metrics import METRICS
+from bench.provenance import environment_info, git_commit, package_version, utc_now
+from bench.spec import SpecError, SuiteSpec, TrackSpec
+from datamodules import DATAMODULES, BenchDataModule
+from models import MODELS, BenchModule
+
+
+@dataclass
+class RunOptions:
+    """How (not what) to run.
+
+    Attributes:
+        out_dir: Where results, leaderboards, logs and weights go.
+        accelerator: Lightning accelerator ("auto", "cpu", "gpu").
+        devices: Lightning devices.
+        cache_dir: Real-feature cache (None: the default).
+        console: Where progress is drawn (None: no progress bars).
+        command: The command line, recorded in the Markdown.
+    """
+
+    out_dir: Path
+    accelerator: str = "auto"
+    devices: int | str = 1
+    cache_dir: Path | None = None
+    console: Console | None = None
+    command: str = ""
+
+
+@dataclass
+class SuiteOutcome:
+    """What a finished suite run produced."""
+
+    out_dir: Path
+    results_csv: Path
+    leaderboard_csv: Path
+    leaderboard_md: Path
+    status_counts: dict[str, int]
+    leaderboard: list[dict[str, Any]]
+
+
+def _quiet_lightning() -> None:
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+
+def _build_model(name: str, args: dict[str, Any], dm: BenchDataModule, source: str) -> BenchModule:
+    try:
+        return MODELS.get(name).from_data(dm.data_spec(), **args)
+    except TypeError as err:
+        raise SpecError(f"{source}: key 'models.{name}': {err}") from err
+
+
+def prepare(spec: SuiteSpec) -> tuple[dict[str, BenchDataModule], dict[tuple[str, int], FeatureBackbone]]:
+    """Loads every datamodule and backbone and builds every model once, so configuration errors surface first.
+
+    Returns:
+        Datamodules by ``(name, args)`` key and backbones by ``(name, size)``.
+
+    Raises:
+        SpecError, DataUnavailableError, BackboneWeightsError: Before any training.
+    """
+    dms: dict[str, BenchDataModule] = {}
+    backbones: dict[tuple[str, int], FeatureBackbone] = {}
+    for track in spec.tracks:
+        for dm_name, dm_args in track.datamodules.items():
+            key = _dm_key(dm_name, dm_args)
+            if key not in dms:
+                try:
+                    dms[key] = DATAMODULES.get(dm_name)(**dm_args)
+                except TypeError as err:
+                    raise SpecError(f"{spec.source}: key 'datamodules.{dm_name}': {err}") from err
+                dms[key].setup()
+            for model_name, model_args in track.models.items():
+                _build_model(model_name, model_args, dms[key], spec.source)
+        if any(METRICS.get(m).input_kind == "features" for m in track.metrics):
+            bb_key = (track.eval.backbone, track.eval.backbone_size)
+            if bb_key not in backbones:
+                backbones[bb_key] = BACKBONES.get(bb_key[0])(size=bb_key[1])
+    return dms, backbones
+
+
+def _dm_key(name: str, args: dict[str, Any]) -> str:
+    return f"{name}:{json.dumps(args, sort_keys=True)}"
+
+
+def _trainer(track: TrackSpec, model: BenchModule, opts: RunOptions, log_name: str, seed: int) -> pl.Trainer:
+    t = track.trainer
+    callbacks: list[pl.Callback] = [DivergenceMonitor()]
+    show_bar = opts.console is not None and sys.stderr.isatty()
+    if show_bar:
+        callbacks.append(RichProgressBar(leave=False, console_kwargs={"stderr": True}))
+    clip = t.gradient_clip_val if model.automatic_optimization else None
+    return pl.Trainer(
+        accelerator=opts.accelerator,
+        devices=opts.devices,
+        max_epochs=t.max_epochs,
+        limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches,
+        gradient_clip_val=clip,
+        deterministic=True,
+        logger=CSVLogger(opts.out_dir / "logs", name=log_name, version=f"seed{seed}"),
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=show_bar,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        callbacks=callbacks,
+    )
+
+
+def run_one(
+    spec: SuiteSpec,
+    track: TrackSpec,
+    dm: BenchDataModule,
+    model_name: str,
+    model_args: dict[str, Any],
+    seed: int,
+    evaluator: Evaluator,
+    opts: RunOptions,
+) -> list[dict[str, Any]]:
+    """Trains and scores one (model, datamodule, seed); returns its result rows (never raises for model errors)."""
+    dm_name = dm.registry_name
+    base = {
+        "suite": spec.name, "track": track.name, "model": model_name, "datamodule": dm_name, "seed": seed,
+        "config_hash": config_hash({
+            "track": track.name, "model": model_name, "model_args": model_args, "datamodule": dm_name,
+            "datamodule_args": dict(dm.hparams), "trainer": dataclasses.asdict(track.trainer),
+            "eval": dataclasses.asdict(track.eval), "metrics": track.metrics,
+        }),
+        "git_commit": git_commit(), "torch_version": torch.__version__,
+        "lightning_version": package_version("lightning"),
+    }
+    empty = {"value": math.nan, "backbone": "", "backbone_sha256": "", "n_real": None, "n_fake": None,
+             "resize": "", "split": track.eval.real_split, "protocol": ""}
+    start = time.perf_counter()
+    pl.seed_everything(seed, workers=True, verbose=False)
+    model: BenchModule | None = None
+    try:
+        model = _build_model(model_name, model_args, dm, spec.source)
+        trainer = _trainer(track, model, opts, f"{track.name}/{model_name}-{dm_name}", seed)
+        trainer.fit(model, datamodule=dm)
+        if model.diverged:
+            status, message, scores = "diverged", getattr(model, "divergence_message", "non-finite loss"), []
+        else:
+            scores = evaluator.evaluate(model, dm, seed)
+            bad = [s.metric for s in scores if not math.isfinite(s.value)]
+            status, message = ("diverged", f"non-finite {', '.join(bad)}") if bad else ("ok", "")
+            weights = opts.out_dir / "weights" / track.name / f"{model_name}-{dm_name}-seed{seed}.pt"
+            weights.parent.mkdir(parents=True, exist_ok=True)
+            model.save_weights(weights)
+    except Exception as err:  # one broken run must not stop the suite; it is recorded with its reason
+        status, message, scores = "failed", f"{type(err).__name__}: {err}".replace("\n", " ")[:500], []
+    wall = time.perf_counter() - start
+    family = model.family if model is not None else MODELS.get(model_name).family
+    params = model.num_parameters() if model is not None else None
+    common = {**base, "family": family, "params": params, "timestamp": utc_now(), "wall_s": round(wall, 3),
+              "status": status, "message": message}
+    if scores:
+        return [{**common, **empty, **dataclasses.asdict(s)} for s in scores]
+    names = applicable_metrics(model, track.metrics) if model is not None else list(track.metrics)
+    return [{**common, **empty, "metric": m, "higher_is_better": METRICS.get(m).higher_is_better} for m in names]
+
+
+def run_suite(spec: SuiteSpec, opts: RunOptions) -> SuiteOutcome:
+    """Runs every (track, datamodule, model, seed) of ``spec`` and writes into ``opts.out_dir``:
+
+    results.csv (long), leaderboard.csv / leaderboard.md (mean ± std over seeds), suite.yaml (the resolved spec),
+    environment.json, logs/ (Lightning CSV logs) and weights/ (final weights of every ok run).
+    """
+    _quiet_lightning()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    dms, backbones = prepare(spec)
+    out = opts.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    env = environment_info(opts.accelerator, opts.devices)
+    atomic_write_text(out / "suite.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    atomic_write_text(out / "environment.json", json.dumps(env, indent=2) + "\n")
+
+    rows: list[dict[str, Any]] = []
+    results_csv = out / "results.csv"
+    total = sum(len(t.datamodules) * len(t.models) for t in spec.tracks) * len(spec.seeds)
+    done = 0
+    for track in spec.tracks:
+        backbone = backbones.get((track.eval.backbone, track.eval.backbone_size))
+        evaluator = Evaluator(track.eval, track.metrics, backbone, opts.cache_dir, opts.console)
+        for dm_name, dm_args in track.datamodules.items():
+            dm = dms[_dm_key(dm_name, dm_args)]
+            for model_name, model_args in track.models.items():
+                for seed in spec.seeds:
+                    done += 1
+                    if opts.console is not None:
+                        opts.console.print(f"[{done}/{total}] {track.name}: {model_name} on {dm_name}, seed {seed}")
+                    run_rows = run_one(spec, track, dm, model_name, model_args, seed, evaluator, opts)
+                    rows += run_rows
+                    write_results(rows, results_csv)
+                    if opts.console is not None and run_rows[0]["status"] != "ok":
+                        opts.console.print(f"  {run_rows[0]['status']}: {run_rows[0]['message']}")
+
+    results = results_frame(rows)
+    table = aggregate(results, spec)
+    markdown = to_markdown(table, results, spec, opts.command, env)
+    lb_csv, lb_md = write_leaderboard(table, markdown, out)
+    runs = results.drop_duplicates(["track", "model", "datamodule", "seed"])
+    return SuiteOutcome(
+        out_dir=out, results_csv=results_csv, leaderboard_csv=lb_csv, leaderboard_md=lb_md,
+        status_counts=runs["status"].value_counts().to_dict(),
+        leaderboard=json.loads(table.to_json(orient="records")),
+    )

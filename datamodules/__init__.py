@@ -1,0 +1,7 @@
+"""LightningDataModules, registered by name in :data:`DATAMODULES`."""
+
+from datamodules import captioned_digits, digits, fashion_mnist, hf_images  # noqa: F401  (registration)
+from datamodules.base import BenchDataModule, DataSpec, DataUnavailableError
+from datamodules.registry import DATAMODULES
+
+__all__ = ["DATAMODULES", "BenchDataModule", "DataSpec", "DataUnavailableError"]

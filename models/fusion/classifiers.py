@@ -1,0 +1,166 @@
+"""Image+text classifiers: unimodal baselines, early fusion and late fusion over the same token encoders.
+
+All four share the tokenizers (:class:`ImageTokens`, :class:`TextTokens`) and the Transformer
+(:class:`TokenEncoder`) configuration, so the comparison isolates *where* the modalities are fused:
+
+* ``unimodal-image`` / ``unimodal-text``: one modality's tokens → encoder → head;
+* ``early-fusion``: both token sequences concatenated (:class:`EarlyConcatFusion`) → one shared encoder → head;
+* ``late-fusion``: one encoder and head per modality, each trained on its own loss; the prediction averages
+  their class probabilities (:class:`LateAverageFusion`).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.base import Classifier
+from models.fusion.components import EarlyConcatFusion, ImageTokens, LateAverageFusion, TextTokens, TokenEncoder
+from models.registry import MODELS
+
+
+class TokenClassifierBase(Classifier):
+    """Shared init, training and optimizer of the fusion classifiers.
+
+    Args:
+        image_shape: (C, H, W) of ``batch["image"]`` (from the datamodule).
+        vocab_size: Vocabulary size of ``batch["text"]`` (from the datamodule).
+        text_length: Length of ``batch["text"]`` (from the datamodule).
+        num_classes: Number of classes (from the datamodule).
+        d_model: Token width. n_layers: Encoder layers. n_heads: Attention heads.
+        patch_size: Image patch side. dropout: Dropout rate. lr: AdamW learning rate. weight_decay: AdamW decay.
+    """
+
+    family = "fusion"
+    #: Which modalities the model reads.
+    modalities: ClassVar[tuple[str, ...]] = ("image", "text")
+    #: Where they are fused: "early", "late", or "none" for unimodal baselines.
+    fusion_stage: ClassVar[str] = "none"
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int] = (1, 8, 8),
+        vocab_size: int = 32,
+        text_length: int = 10,
+        num_classes: int = 10,
+        d_model: int = 64,
+        n_layers: int = 2,
+        n_heads: int = 4,
+        patch_size: int = 2,
+        dropout: float = 0.1,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.tokenizers = nn.ModuleDict({m: self._make_tokenizer(m) for m in self.modalities})
+
+    def _make_tokenizer(self, modality: str) -> nn.Module:
+        hp = self.hparams
+        if modality == "image":
+            return ImageTokens(tuple(hp.image_shape), hp.patch_size, hp.d_model)
+        return TextTokens(hp.vocab_size, hp.text_length, hp.d_model)
+
+    def make_encoder(self) -> TokenEncoder:
+        """A fresh Transformer encoder with this model's configuration."""
+        return TokenEncoder(self.hparams.d_model, self.hparams.n_layers, self.hparams.n_heads, self.hparams.dropout)
+
+    def make_head(self) -> nn.Linear:
+        """A fresh linear classification head."""
+        return nn.Linear(self.hparams.d_model, self.hparams.num_classes)
+
+    def tokens(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """One (B, T_m, d) token sequence per modality, in :attr:`modalities` order."""
+        return [self.tokenizers[m](batch[m]) for m in self.modalities]
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training loss and the (B, K) prediction logits."""
+        logits = self.predict_logits(batch)
+        return F.cross_entropy(logits, batch["label"]), logits
+
+    def _common_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        loss, logits = self.loss(batch)
+        acc = (logits.argmax(-1) == batch["label"]).float().mean()
+        self.log_dict({f"{stage}_loss": loss, f"{stage}_acc": acc}, prog_bar=True, batch_size=len(logits))
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._common_step(batch, "train")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._common_step(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._common_step(batch, "test")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+
+class SingleEncoderClassifier(TokenClassifierBase):
+    """Tokens of every modality read by one shared encoder (early fusion; with one modality, a baseline)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fusion = EarlyConcatFusion(len(self.modalities), self.hparams.d_model)
+        self.encoder = self.make_encoder()
+        self.head = self.make_head()
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:  # -> (B, K)
+        return self.head(self.encoder(self.fusion(self.tokens(batch))))
+
+    def predict_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self(batch)
+
+
+@MODELS.register("unimodal-image")
+class UnimodalImageClassifier(SingleEncoderClassifier):
+    """Baseline that sees only the image."""
+
+    modalities = ("image",)
+
+
+@MODELS.register("unimodal-text")
+class UnimodalTextClassifier(SingleEncoderClassifier):
+    """Baseline that sees only the caption."""
+
+    modalities = ("text",)
+
+
+@MODELS.register("early-fusion")
+class EarlyFusionClassifier(SingleEncoderClassifier):
+    """Image patches and caption words in one token sequence, one shared Transformer encoder."""
+
+    fusion_stage = "early"
+
+
+@MODELS.register("late-fusion")
+class LateFusionClassifier(TokenClassifierBase):
+    """One encoder and head per modality; predictions averaged in probability space."""
+
+    fusion_stage = "late"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.encoders = nn.ModuleDict({m: self.make_encoder() for m in self.modalities})
+        self.heads = nn.ModuleDict({m: self.make_head() for m in self.modalities})
+        self.fusion = LateAverageFusion()
+
+    def unimodal_logits(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """One (B, K) logits tensor per modality."""
+        return [self.heads[m](self.encoders[m](t)) for m, t in zip(self.modalities, self.tokens(batch))]
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:  # -> (B, K) log-probabilities
+        return self.fusion(self.unimodal_logits(batch))
+
+    def predict_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self(batch)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each branch is trained as its own classifier (classic late fusion); returns the fused prediction."""
+        per_modality = self.unimodal_logits(batch)
+        loss = sum(F.cross_entropy(logits, batch["label"]) for logits in per_modality)
+        return loss, self.fusion(per_modality)

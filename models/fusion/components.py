@@ -1,0 +1,92 @@
+"""Plain ``nn.Module`` pieces of the fusion classifiers: modality tokenizers, a shared encoder, fusion operators.
+
+Every fusion operator follows MultiBench's ``fusions/common_fusions.py`` interface:
+``forward(modalities: list[Tensor]) -> Tensor``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ImageTokens(nn.Module):
+    """Cuts an image into non-overlapping patches and embeds each: (B, C, H, W) -> (B, P, d).
+
+    Args:
+        image_shape: (C, H, W). patch_size: Side of a square patch (must divide H and W). d_model: Token width.
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], patch_size: int, d_model: int) -> None:
+        super().__init__()
+        c, h, w = image_shape
+        if h % patch_size or w % patch_size:
+            raise ValueError(f"patch_size {patch_size} must divide the image size {h}x{w}")
+        self.proj = nn.Conv2d(c, d_model, kernel_size=patch_size, stride=patch_size)
+        self.pos = nn.Parameter(torch.zeros(1, (h // patch_size) * (w // patch_size), d_model))
+        nn.init.normal_(self.pos, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, P, d)
+        return self.proj(x).flatten(2).transpose(1, 2) + self.pos
+
+
+class TextTokens(nn.Module):
+    """Embeds token ids with learned positions: (B, L) -> (B, L, d). Padding is an ordinary learned token."""
+
+    def __init__(self, vocab_size: int, text_length: int, d_model: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.pos = nn.Parameter(torch.zeros(1, text_length, d_model))
+        nn.init.normal_(self.pos, std=0.02)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, d)
+        return self.embed(ids) + self.pos[:, : ids.shape[1]]
+
+
+class TokenEncoder(nn.Module):
+    """A [CLS] token prepended to a token sequence, a pre-norm Transformer encoder, and the [CLS] output.
+
+    Args:
+        d_model: Token width. n_layers: Encoder layers. n_heads: Attention heads. dropout: Dropout rate.
+    """
+
+    def __init__(self, d_model: int, n_layers: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.cls = nn.Parameter(torch.zeros(1, 1, d_model))
+        layer = nn.TransformerEncoderLayer(
+            d_model, n_heads, dim_feedforward=2 * d_model, dropout=dropout, batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # (B, T, d) -> (B, d)
+        cls = self.cls.expand(tokens.shape[0], -1, -1)  # (B, 1, d)
+        out = self.encoder(torch.cat([cls, tokens], dim=1))  # (B, 1 + T, d)
+        return self.norm(out[:, 0])
+
+
+class EarlyConcatFusion(nn.Module):
+    """Early fusion: adds a learned modality embedding to each token sequence and concatenates them.
+
+    ``forward([(B, T1, d), (B, T2, d), ...]) -> (B, T1 + T2 + ..., d)``, to be read by one shared encoder.
+    """
+
+    def __init__(self, num_modalities: int, d_model: int) -> None:
+        super().__init__()
+        self.modality = nn.Parameter(torch.zeros(num_modalities, 1, 1, d_model))
+        nn.init.normal_(self.modality, std=0.02)
+
+    def forward(self, modalities: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([tokens + self.modality[i] for i, tokens in enumerate(modalities)], dim=1)
+
+
+class LateAverageFusion(nn.Module):
+    """Late (decision-level) fusion: the average of the unimodal class probabilities, returned as log-probabilities.
+
+    ``forward([(B, K), (B, K), ...] logits) -> (B, K)`` log of the mean of the softmaxes.
+    """
+
+    def forward(self, modalities: list[torch.Tensor]) -> torch.Tensor:
+        log_probs = torch.stack([F.log_softmax(logits, dim=-1) for logits in modalities])  # (M, B, K)
+        return torch.logsumexp(log_probs, dim=0) - torch.log(torch.tensor(float(len(modalities))))
