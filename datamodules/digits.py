@@ -27,7 +27,7 @@ class DigitsDataModule(BenchDataModule):
     """The UCI/scikit-learn handwritten digits (1,797 images of 8×8 px, 10 classes).
 
     The split is stratified and fixed (seed 0): 10% validation, 20% test, the rest train
-    (1,259 / 180 / 358 images).
+    (1,259 / 179 / 359 images).
 
     Args:
         image_size: Side the images are resized to (antialiased bilinear); 8 keeps the native size.

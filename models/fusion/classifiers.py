@@ -46,17 +46,22 @@ class TokenClassifierBase(Classifier):
         vocab_size: int = 32,
         text_length: int = 10,
         num_classes: int = 10,
-        d_model: int = 64,
+        d_model: int = 32,
         n_layers: int = 2,
         n_heads: int = 4,
-        patch_size: int = 2,
+        patch_size: int = 4,
         dropout: float = 0.1,
-        lr: float = 1e-3,
+        lr: float = 3e-3,
         weight_decay: float = 1e-4,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.tokenizers = nn.ModuleDict({m: self._make_tokenizer(m) for m in self.modalities})
+        self.build()
+
+    def build(self) -> None:
+        """Creates the encoder(s), fusion and head(s) of the concrete model (called at the end of ``__init__``)."""
+        raise NotImplementedError
 
     def _make_tokenizer(self, modality: str) -> nn.Module:
         hp = self.hparams
@@ -103,8 +108,7 @@ class TokenClassifierBase(Classifier):
 class SingleEncoderClassifier(TokenClassifierBase):
     """Tokens of every modality read by one shared encoder (early fusion; with one modality, a baseline)."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def build(self) -> None:
         self.fusion = EarlyConcatFusion(len(self.modalities), self.hparams.d_model)
         self.encoder = self.make_encoder()
         self.head = self.make_head()
@@ -143,8 +147,7 @@ class LateFusionClassifier(TokenClassifierBase):
 
     fusion_stage = "late"
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def build(self) -> None:
         self.encoders = nn.ModuleDict({m: self.make_encoder() for m in self.modalities})
         self.heads = nn.ModuleDict({m: self.make_head() for m in self.modalities})
         self.fusion = LateAverageFusion()

@@ -1,0 +1,26 @@
+# Set-up and entry points. `make quick` and `make test` create .venv and install the project on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup quick test clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# The main job: the `quick` suite on the embedded default data; publishes leaderboards/quick.{csv,md}.
+quick: $(STAMP)
+	$(BIN)/bench run --suite quick --publish leaderboards
+
+# The tests, offline.
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest
+
+clean:
+	rm -rf runs .pytest_cache
