@@ -77,7 +77,10 @@ def find_fashion_mnist(data_dir: str | None = None) -> dict[str, tuple[np.ndarra
     Raises:
         DataUnavailableError: If no local copy exists and the hub cannot be reached.
     """
-    candidates = [Path(p) for p in (data_dir, os.environ.get("FASHION_MNIST_DIR")) if p] + [DEBIAN_DIR]
+    if data_dir:  # an explicit folder is the only place looked at: never silently load another copy
+        candidates = [Path(data_dir)]
+    else:
+        candidates = [Path(p) for p in (os.environ.get("FASHION_MNIST_DIR"),) if p] + [DEBIAN_DIR]
     for root in candidates:
         if all((root / name).exists() for pair in _FILES.values() for name in pair):
             return _load_idx_dir(root)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 from torchmetrics.regression import MeanSquaredError
 
-from bench.metrics.base import BenchMetric, MetricContext
+from bench.metrics.base import BenchMetric
 from bench.metrics.registry import METRICS
 
 
@@ -39,19 +39,17 @@ class PSNR(BenchMetric, PeakSignalNoiseRatio):
 
 @METRICS.register("ssim")
 class SSIM(BenchMetric, StructuralSimilarityIndexMeasure):
-    """SSIM with a Gaussian window (σ=1.5, 11 px, or the largest odd size that fits smaller images); higher is better."""
+    """SSIM with torchmetrics' Gaussian window (σ=1.5, 11×11), data range 1; higher is better.
+
+    Borders are reflection-padded and included in the mean (scikit-image instead drops a 5-px border strip,
+    so the two differ slightly on small images; see tests/metrics/test_reconstruction.py).
+    """
 
     input_kind = "reconstruction"
     higher_is_better = True
 
-    def __init__(self, kernel_size: int = 11, **kwargs) -> None:
-        super().__init__(data_range=1.0, kernel_size=kernel_size, sigma=1.5, **kwargs)
-        self.window = kernel_size
-
-    @classmethod
-    def build(cls, ctx: MetricContext) -> SSIM:
-        side = min(ctx.image_shape[1:])
-        return cls(kernel_size=min(11, side if side % 2 else side - 1))
+    def __init__(self, **kwargs) -> None:
+        super().__init__(data_range=1.0, gaussian_kernel=True, sigma=1.5, **kwargs)
 
     def protocol(self) -> str:
-        return f"gaussian,sigma=1.5,kernel={self.window},data_range=1"
+        return "gaussian,sigma=1.5,window=11,reflect-padded borders,data_range=1"

@@ -155,7 +155,7 @@ def tiny_suite() -> dict[str, Any]:
         "description": "end-to-end test suite",
         "seeds": [0],
         "trainer": {"max_epochs": 1, "limit_train_batches": 2, "limit_val_batches": 1},
-        "eval": {"n_fake": 32, "batch_size": 32, "kid_subsets": 5, "kid_subset_size": 16},
+        "eval": {"n_fake": 32, "batch_size": 32, "kid_subsets": 5, "kid_subset_size": 16, "backbone_size": 32},
         "tracks": [
             {
                 "name": "generation",

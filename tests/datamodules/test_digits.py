@@ -50,11 +50,6 @@ def test_split_sizes_disjoint_and_complete(dm):
     assert got == raw
 
 
-@pytest.mark.xfail(
-    reason="BUG: DigitsDataModule docstring promises 1,259 / 180 / 358 images but the per-class rounding in "
-    "stratified_split gives 1,259 / 179 / 359",
-    strict=True,
-)
 def test_documented_split_sizes_match(dm):
     """The split sizes stated in the class docstring are the real ones."""
     import re

@@ -102,11 +102,6 @@ def test_env_var_folder(idx_folder, monkeypatch):
     assert len(FashionMNISTDataModule(val_size=2).split_tensors("test")["label"]) == 6
 
 
-@pytest.mark.xfail(
-    reason="BUG: find_fashion_mnist() also tries $FASHION_MNIST_DIR and DEBIAN_DIR when data_dir is given, so a "
-    "wrong data_dir silently loads another copy and its `if data_dir: raise` is unreachable when those exist",
-    strict=True,
-)
 def test_missing_data_dir_raises(idx_folder, tmp_path, monkeypatch):
     """An explicit folder without the files raises DataUnavailableError, even when another copy exists elsewhere."""
     folder, _ = idx_folder

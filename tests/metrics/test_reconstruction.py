@@ -106,27 +106,15 @@ def test_ssim_identical_images_is_one():
     assert compute(SSIM(), target, target) == pytest.approx(1.0, abs=1e-6)
 
 
-@pytest.mark.parametrize("side, kernel", [(8, 7), (9, 9), (16, 11), (32, 11)])
-def test_ssim_build_window_fits_image(side, kernel):
-    """build() picks the largest odd window ≤ 11 that fits: 7 for 8x8 images; the protocol records it."""
-    metric = SSIM.build(MetricContext(image_shape=(1, side, side)))
-    assert metric.window == kernel
-    assert f"kernel={kernel}" in metric.protocol()
-
-
-@pytest.mark.xfail(
-    reason="BUG: torchmetrics ignores kernel_size when gaussian_kernel=True (its window is int(3.5*sigma+0.5)*2+1 = "
-    "11 px for sigma=1.5), so SSIM(kernel_size=7) computes an 11-px SSIM while protocol() says kernel=7",
-    strict=True,
-)
-def test_ssim_window_size_takes_effect():
-    """The window recorded in the protocol is the one used: a 7-px and an 11-px window give different values."""
-    preds, target = image_pair(5, (4, 1, 16, 16))
-    assert compute(SSIM(kernel_size=7), preds, target) != pytest.approx(compute(SSIM(kernel_size=11), preds, target), abs=1e-6)
+def test_ssim_protocol_records_the_window_used():
+    """torchmetrics' Gaussian window is int(3.5*sigma+0.5)*2+1 = 11 px for sigma=1.5; the protocol says so."""
+    metric = SSIM()
+    assert metric.sigma == (1.5, 1.5) or metric.sigma == 1.5
+    assert "window=11" in metric.protocol() and "sigma=1.5" in metric.protocol()
 
 
 def test_ssim_runs_on_8x8_images():
-    """The 8x8 digits size works end to end (values in (0, 1])."""
+    """The 8x8 digits size works end to end (values in (0, 1]): the 5-px reflection padding fits."""
     preds, target = image_pair(6, (4, 1, 8, 8))
     value = compute(SSIM.build(MetricContext(image_shape=(1, 8, 8))), preds, target)
     assert 0 < value <= 1
