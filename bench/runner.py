@@ -127,9 +127,13 @@ def _trainer(track: TrackSpec, model: BenchModule, opts: RunOptions, log_name: s
     if show_bar:
         callbacks.append(RichProgressBar(leave=False, console_kwargs={"stderr": True}))
     clip = t.gradient_clip_val if model.automatic_optimization else None
+    # Several devices: spawn the workers, so that only this process runs the suite loop and the evaluation
+    # (the default "ddp" launcher would re-execute the whole `bench run` command in every rank).
+    strategy = "ddp_spawn" if isinstance(opts.devices, int) and opts.devices > 1 else "auto"
     return pl.Trainer(
         accelerator=opts.accelerator,
         devices=opts.devices,
+        strategy=strategy,
         max_epochs=t.max_epochs,
         limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches,
