@@ -61,7 +61,7 @@ def aggregate(results: pd.DataFrame, spec: SuiteSpec) -> pd.DataFrame:
         part = table[table["track"] == track.name]
         col = f"{track.primary_metric}_mean"
         if col in part:
-            higher = _higher_is_better(results, track.primary_metric)
+            higher = _higher_is_better(track.primary_metric)
             part = part.sort_values(col, ascending=not higher, na_position="last", kind="stable")
         ordered.append(part)
     table = pd.concat(ordered, ignore_index=True) if ordered else table
@@ -69,9 +69,10 @@ def aggregate(results: pd.DataFrame, spec: SuiteSpec) -> pd.DataFrame:
     return table[_KEYS + ["params", "n_seeds", "status"] + metric_cols + ["wall_s_mean"]]
 
 
-def _higher_is_better(results: pd.DataFrame, metric: str) -> bool:
-    values = results.loc[results["metric"] == metric, "higher_is_better"].dropna()
-    return bool(values.iloc[0]) if len(values) else True
+def _higher_is_better(metric: str) -> bool:
+    from bench.metrics import METRICS
+
+    return bool(METRICS.get(metric).higher_is_better)
 
 
 def _fmt(mean: float, std: float) -> str:
@@ -92,12 +93,13 @@ def to_markdown(table: pd.DataFrame, results: pd.DataFrame, spec: SuiteSpec, com
         if part.empty:
             continue
         metrics = [m for m in track.metrics if f"{m}_mean" in part]
-        arrows = {m: "↑" if _higher_is_better(results, m) else "↓" for m in metrics}
-        lines += [f"## Track `{track.name}` (ranked by {track.primary_metric} {arrows.get(track.primary_metric, '')})", ""]
+        arrows = {m: "↑" if _higher_is_better(m) else "↓" for m in track.metrics}
+        lines += [f"## Track `{track.name}` (ranked by {track.primary_metric} {arrows[track.primary_metric]})", ""]
         header = ["model", "family", "datamodule", "params", "seeds"] + [f"{m} {arrows[m]}" for m in metrics] + ["wall s", "status"]
         lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         for _, row in part.iterrows():
-            cells = [row["model"], row["family"], row["datamodule"], f"{int(row['params']):,}", str(row["n_seeds"])]
+            params = "–" if pd.isna(row["params"]) else f"{int(row['params']):,}"
+            cells = [row["model"], row["family"], row["datamodule"], params, str(row["n_seeds"])]
             cells += [_fmt(row[f"{m}_mean"], row.get(f"{m}_std")) for m in metrics]
             cells += [f"{row['wall_s_mean']:.1f}", row["status"]]
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")

@@ -107,8 +107,20 @@ def prepare(spec: SuiteSpec) -> tuple[dict[str, BenchDataModule], dict[tuple[str
                 except TypeError as err:
                     raise SpecError(f"{spec.source}: key 'datamodules.{dm_name}': {err}") from err
                 dms[key].setup()
+            provided = dms[key].data_spec().modalities
             for model_name, model_args in track.models.items():
-                _build_model(model_name, model_args, dms[key], spec.source)
+                model = _build_model(model_name, model_args, dms[key], spec.source)
+                missing = [m for m in model.required_modalities() if m not in provided]
+                if missing:
+                    raise SpecError(
+                        f"{spec.source}: track '{track.name}': model {model_name!r} needs modalities {missing} that "
+                        f"datamodule {dm_name!r} does not provide (it provides {list(provided)})"
+                    )
+                if not applicable_metrics(model, track.metrics):
+                    raise SpecError(
+                        f"{spec.source}: track '{track.name}': none of the metrics {list(track.metrics)} applies to "
+                        f"model {model_name!r} (family {model.family!r})"
+                    )
         if any(METRICS.get(m).input_kind == "features" for m in track.metrics):
             bb_key = (track.eval.backbone, track.eval.backbone_size)
             if bb_key not in backbones:

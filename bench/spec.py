@@ -123,7 +123,10 @@ class SuiteSpec:
 
         Raises:
             UnknownNameError: If a model is not in this suite.
+            SpecError: If ``seeds`` repeats a seed.
         """
+        if seeds is not None and len(set(seeds)) != len(seeds):
+            raise SpecError(f"--seeds repeats a seed: {seeds!r}")
         tracks = []
         if models is not None:
             in_suite = sorted({m for t in self.tracks for m in t.models})
@@ -217,6 +220,8 @@ def parse_suite(data: Any, source: str) -> SuiteSpec:
     seeds = data["seeds"]
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise SpecError(f"{source}: key 'seeds' must be a non-empty list of integers, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise SpecError(f"{source}: key 'seeds' repeats a seed: {seeds!r}")
     base_trainer = data.get("trainer") or {}
     base_eval = data.get("eval") or {}
     for key, value in (("trainer", base_trainer), ("eval", base_eval)):

@@ -47,6 +47,10 @@ class BenchModule(pl.LightningModule):
         data_kwargs = {k: v for k, v in spec.as_kwargs().items() if k in params}
         return cls(**data_kwargs, **hparams)
 
+    def required_modalities(self) -> tuple[str, ...]:
+        """Batch keys (besides ``label``) the model reads; the runner checks the datamodule provides them."""
+        return ("image",)
+
     def num_parameters(self) -> int:
         """Number of trainable parameters."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

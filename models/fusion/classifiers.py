@@ -77,6 +77,9 @@ class TokenClassifierBase(Classifier):
         """A fresh linear classification head."""
         return nn.Linear(self.hparams.d_model, self.hparams.num_classes)
 
+    def required_modalities(self) -> tuple[str, ...]:
+        return self.modalities
+
     def tokens(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """One (B, T_m, d) token sequence per modality, in :attr:`modalities` order."""
         return [self.tokenizers[m](batch[m]) for m in self.modalities]

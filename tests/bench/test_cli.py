@@ -351,11 +351,6 @@ def test_failed_run_is_recorded_with_exit_code_1(tmp_path: Path, cache_env: Path
     assert (publish / "tiny.csv").read_text() == (out / "leaderboard.csv").read_text()
 
 
-@pytest.mark.xfail(
-    reason="BUG: bench/runner.py run_suite indexes run_rows[0] (IndexError) when no metric of a track applies to "
-    "one of its models (dcgan in a reconstruction-only track); prepare() should reject it as a SpecError",
-    strict=True,
-)
 def test_model_with_no_applicable_metric_is_rejected_before_work(capsys, tmp_path: Path, cache_env: Path) -> None:
     data = tiny_suite()
     data["tracks"] = data["tracks"][:1]
@@ -365,3 +360,16 @@ def test_model_with_no_applicable_metric_is_rejected_before_work(capsys, tmp_pat
     path.write_text(yaml.safe_dump(data))
     line = run_error(["--suite", str(path)], capsys, tmp_path / "out")
     assert str(path) in line and "dcgan" in line and "mse" in line
+
+
+def test_model_missing_a_modality_is_rejected_before_work(capsys, tmp_path: Path, cache_env: Path) -> None:
+    """--datamodule digits on a fusion track: the text model cannot read digits; exit 2 naming the modality."""
+    data = tiny_suite()
+    data["tracks"] = data["tracks"][1:]
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(data))
+    code = main(["run", "--suite", str(path), "--datamodule", "digits", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "modalities" in err[0] and "text" in err[0]
+    assert not (tmp_path / "out" / "results.csv").exists()

@@ -239,11 +239,6 @@ def test_markdown_when_every_run_of_a_model_failed() -> None:
     assert "| broken |" in text and "2 failed" in text
 
 
-@pytest.mark.xfail(
-    reason="BUG: bench/leaderboard.py to_markdown formats int(row['params']); a run whose model was never built "
-    "(runner.run_one records params=None) makes it NaN and the whole leaderboard write raises ValueError",
-    strict=True,
-)
 def test_markdown_when_a_model_was_never_built() -> None:
     rows = [{**make_row("generation", "gan", "dcgan", "digits", s, "fid", math.nan, "failed"), "params": None}
             for s in (0, 1)]

@@ -162,11 +162,6 @@ def test_seeds_must_be_a_list_of_integers(tmp_path: Path, seeds: Any) -> None:
     assert "seeds" in spec_error(tmp_path, data)
 
 
-@pytest.mark.xfail(
-    reason="BUG: bench/spec.py parse_suite accepts repeated seeds; each repeat reruns the same (model, seed) and "
-    "writes duplicate result rows that aggregate() then counts twice in the mean but once in n_seeds",
-    strict=True,
-)
 def test_seeds_must_be_unique(tmp_path: Path) -> None:
     data = valid()
     data["seeds"] = [0, 1, 0]
