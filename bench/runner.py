@@ -80,11 +80,12 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 
 
-def _build_model(name: str, args: dict[str, Any], dm: BenchDataModule, source: str) -> BenchModule:
+def _build_model(name: str, args: dict[str, Any], dm: BenchDataModule, where: str) -> BenchModule:
+    """Builds a model for ``dm``; bad arguments become a SpecError naming ``where`` (file and key)."""
     try:
         return MODELS.get(name).from_data(dm.data_spec(), **args)
-    except TypeError as err:
-        raise SpecError(f"{source}: key 'models.{name}': {err}") from err
+    except (TypeError, ValueError) as err:
+        raise SpecError(f"{where}: {err}") from err
 
 
 def prepare(spec: SuiteSpec) -> tuple[dict[str, BenchDataModule], dict[tuple[str, int], FeatureBackbone]]:
@@ -98,18 +99,19 @@ def prepare(spec: SuiteSpec) -> tuple[dict[str, BenchDataModule], dict[tuple[str
     """
     dms: dict[str, BenchDataModule] = {}
     backbones: dict[tuple[str, int], FeatureBackbone] = {}
-    for track in spec.tracks:
+    for i, track in enumerate(spec.tracks):
         for dm_name, dm_args in track.datamodules.items():
             key = _dm_key(dm_name, dm_args)
             if key not in dms:
                 try:
                     dms[key] = DATAMODULES.get(dm_name)(**dm_args)
-                except TypeError as err:
-                    raise SpecError(f"{spec.source}: key 'datamodules.{dm_name}': {err}") from err
+                except (TypeError, ValueError) as err:
+                    raise SpecError(f"{spec.source}: key 'tracks[{i}].datamodules.{dm_name}': {err}") from err
                 dms[key].setup()
             provided = dms[key].data_spec().modalities
             for model_name, model_args in track.models.items():
-                model = _build_model(model_name, model_args, dms[key], spec.source)
+                where = f"{spec.source}: key 'tracks[{i}].models.{model_name}'"
+                model = _build_model(model_name, model_args, dms[key], where)
                 missing = [m for m in model.required_modalities() if m not in provided]
                 if missing:
                     raise SpecError(

@@ -290,5 +290,7 @@ def load_suite_file(path: str | Path) -> SuiteSpec:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise SpecError(f"{path}: invalid YAML: {str(err).splitlines()[0]}") from err
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise SpecError(f"{path}: invalid YAML{where}: {getattr(err, 'problem', None) or str(err).splitlines()[0]}") from err
     return parse_suite(data, str(path))

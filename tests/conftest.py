@@ -16,3 +16,14 @@ def tmp_cache(tmp_path, monkeypatch):
     cache.mkdir()
     monkeypatch.setenv("BENCH_CACHE_DIR", str(cache))
     return cache
+
+
+@pytest.fixture(autouse=True)
+def _restore_deterministic_algorithms():
+    """``Trainer(deterministic=...)`` and the runner flip a process-wide torch flag; put it back after every test."""
+    import torch
+
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    yield
+    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)

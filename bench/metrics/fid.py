@@ -101,3 +101,6 @@ class FID(BenchMetric, Metric):
         mu1, sigma1 = moments_from_sums(self.real_sum, self.real_outer, self.real_n)
         mu2, sigma2 = moments_from_sums(self.fake_sum, self.fake_outer, self.fake_n)
         return frechet_distance(mu1, sigma1, mu2, sigma2)
+
+    def protocol(self) -> str:
+        return "float64 moments,unbiased covariance,trace sqrt via eigh"
