@@ -109,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _gpu_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def cmd_list(kind: str) -> int:
     for name in _registry(kind).names():
         print(name)
@@ -126,6 +132,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from datamodules import DATAMODULES, DataUnavailableError
 
     try:
+        if args.accelerator == "gpu" and not _gpu_available():
+            raise UsageError("--accelerator gpu: no CUDA device is visible (torch.cuda.is_available() is False); use cpu or auto")
         spec = load_suite(args.suite)
         if args.datamodule is not None:
             DATAMODULES.get(args.datamodule)

@@ -92,7 +92,9 @@ class TokenClassifierBase(Classifier):
     def _common_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         loss, logits = self.loss(batch)
         acc = (logits.argmax(-1) == batch["label"]).float().mean()
-        self.log_dict({f"{stage}_loss": loss, f"{stage}_acc": acc}, prog_bar=True, batch_size=len(logits))
+        self.log_dict(
+            {f"{stage}_loss": loss, f"{stage}_acc": acc}, prog_bar=True, batch_size=len(logits), sync_dist=stage != "train"
+        )
         return loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

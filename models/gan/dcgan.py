@@ -64,7 +64,9 @@ class DCGAN(ImageGenerator):
             self.manual_backward(loss_g)
             opt_g.step()
         losses["loss_g"] = loss_g
-        self.log_dict({f"{stage}_{k}": v.detach() for k, v in losses.items()}, prog_bar=stage == "train")
+        self.log_dict(
+            {f"{stage}_{k}": v.detach() for k, v in losses.items()}, prog_bar=stage == "train", sync_dist=stage != "train"
+        )
         return losses
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:

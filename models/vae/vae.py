@@ -62,6 +62,7 @@ class VAE(AutoEncoder):
         self.log_dict(
             {f"{stage}_loss": loss, f"{stage}_rec": rec.mean(), f"{stage}_kl": kl.mean()},
             prog_bar=stage == "train",
+            sync_dist=stage != "train",
         )
         return loss
 

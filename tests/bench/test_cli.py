@@ -373,3 +373,11 @@ def test_model_missing_a_modality_is_rejected_before_work(capsys, tmp_path: Path
     assert code == 2 and len(err) == 1
     assert "modalities" in err[0] and "text" in err[0]
     assert not (tmp_path / "out" / "results.csv").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown when no GPU is visible")
+def test_gpu_requested_without_gpu_is_a_usage_error(capsys) -> None:
+    """--accelerator gpu with no CUDA device: exit 2 in one line, before any work."""
+    assert main(["run", "--suite", "quick", "--accelerator", "gpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no CUDA device" in err[0]
