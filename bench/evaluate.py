@@ -139,7 +139,7 @@ class Evaluator:
                 "backbone_sha256": self.backbone.weights_sha256,
                 "resize": self.backbone.resize,
             }
-            scores += [self._score(n, metrics[n], split, len(real), **extra) for n in by_kind["features"]]
+            scores += [sc for n in by_kind["features"] for sc in self._scores(n, metrics[n], split, len(real), **extra)]
 
         loader = dm.dataloader(split, batch_size=self.spec.batch_size)
         if "reconstruction" in by_kind:
@@ -149,7 +149,7 @@ class Evaluator:
                 recon = model.reconstruct(x)
                 for n in by_kind["reconstruction"]:
                     metrics[n].update(recon.cpu(), x.cpu())
-            scores += [self._score(n, metrics[n], split, n_real) for n in by_kind["reconstruction"]]
+            scores += [sc for n in by_kind["reconstruction"] for sc in self._scores(n, metrics[n], split, n_real)]
 
         if "classification" in by_kind:
             assert isinstance(model, Classifier)
@@ -157,18 +157,24 @@ class Evaluator:
                 logits = model.predict_logits({k: v.to(model.device) for k, v in batch.items()}).cpu()
                 for n in by_kind["classification"]:
                     metrics[n].update(logits, batch["label"])
-            scores += [self._score(n, metrics[n], split, n_real) for n in by_kind["classification"]]
+            scores += [sc for n in by_kind["classification"] for sc in self._scores(n, metrics[n], split, n_real)]
         return scores
 
     @staticmethod
-    def _score(name: str, metric: BenchMetric, split: str, n_real: int, **extra) -> Score:
-        value = float(metric.compute())
-        return Score(
-            metric=name,
-            value=value,
-            higher_is_better=bool(metric.higher_is_better),
-            protocol=metric.protocol(),
-            split=split,
-            n_real=n_real,
-            **extra,
-        )
+    def _scores(name: str, metric: BenchMetric, split: str, n_real: int, **extra) -> list[Score]:
+        """One Score per value: a metric's ``compute()`` returns a scalar (named like the metric) or a dict of
+        named scalars (e.g. ``{"precision": ..., "recall": ...}``), each becoming its own result row."""
+        result = metric.compute()
+        values = result if isinstance(result, dict) else {name: result}
+        return [
+            Score(
+                metric=key,
+                value=float(value),
+                higher_is_better=bool(metric.higher_is_better),
+                protocol=metric.protocol(),
+                split=split,
+                n_real=n_real,
+                **extra,
+            )
+            for key, value in values.items()
+        ]

@@ -61,7 +61,7 @@ def aggregate(results: pd.DataFrame, spec: SuiteSpec) -> pd.DataFrame:
         part = table[table["track"] == track.name]
         col = f"{track.primary_metric}_mean"
         if col in part:
-            higher = _higher_is_better(track.primary_metric)
+            higher = _higher_is_better(results, track.primary_metric)
             part = part.sort_values(col, ascending=not higher, na_position="last", kind="stable")
         ordered.append(part)
     table = pd.concat(ordered, ignore_index=True) if ordered else table
@@ -69,10 +69,14 @@ def aggregate(results: pd.DataFrame, spec: SuiteSpec) -> pd.DataFrame:
     return table[_KEYS + ["params", "n_seeds", "status"] + metric_cols + ["wall_s_mean"]]
 
 
-def _higher_is_better(metric: str) -> bool:
+def _higher_is_better(results: pd.DataFrame, metric: str) -> bool:
+    """The direction recorded in the results (every row carries it), else the registered metric's."""
+    values = results.loc[results["metric"] == metric, "higher_is_better"].dropna()
+    if len(values):
+        return bool(values.iloc[0])
     from bench.metrics import METRICS
 
-    return bool(METRICS.get(metric).higher_is_better)
+    return bool(METRICS.get(metric).higher_is_better) if metric in METRICS else True
 
 
 def _fmt(mean: float, std: float) -> str:
@@ -92,8 +96,9 @@ def to_markdown(table: pd.DataFrame, results: pd.DataFrame, spec: SuiteSpec, com
         part = table[table["track"] == track.name]
         if part.empty:
             continue
-        metrics = [m for m in track.metrics if f"{m}_mean" in part]
-        arrows = {m: "↑" if _higher_is_better(m) else "↓" for m in track.metrics}
+        named = list(dict.fromkeys([*track.metrics, *results.loc[results["track"] == track.name, "metric"]]))
+        metrics = [m for m in named if f"{m}_mean" in part]
+        arrows = {m: "↑" if _higher_is_better(results, m) else "↓" for m in named}
         lines += [f"## Track `{track.name}` (ranked by {track.primary_metric} {arrows[track.primary_metric]})", ""]
         header = ["model", "family", "datamodule", "params", "seeds"] + [f"{m} {arrows[m]}" for m in metrics] + ["wall s", "status"]
         lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]

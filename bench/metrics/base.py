@@ -6,6 +6,8 @@ A registered metric is a torchmetrics :class:`~torchmetrics.Metric` that also mi
   - ``"features"``: ``update(features (N, D), real: bool)``, backbone features of real or generated images;
   - ``"reconstruction"``: ``update(preds (N, C, H, W), target (N, C, H, W))`` in [0, 1];
   - ``"classification"``: ``update(logits (N, K), target (N,))``.
+* ``compute()`` returns a scalar tensor, or a dict of named scalars (several result rows, e.g. precision and
+  recall; a dict metric's ``higher_is_better`` applies to every value);
 * ``build(ctx)`` makes an instance from the facts of one evaluation (:class:`MetricContext`);
 * ``protocol()`` states every choice that changes the number, for the result row.
 """
