@@ -21,11 +21,13 @@ _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 @lru_cache(maxsize=1)
 def git_commit() -> str:
-    """HEAD commit of the project's checkout, with ``-dirty`` if it has uncommitted changes; ``unknown`` outside git."""
+    """HEAD commit of the project's checkout, ``-dirty`` if its code has uncommitted changes; ``unknown`` outside git."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=_REPO_ROOT, capture_output=True, text=True,
                              check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=_REPO_ROOT,
+        # Published tables under leaderboards/ are outputs, not code: rewriting them does not make the code dirty.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!leaderboards"],
+                               cwd=_REPO_ROOT,
                                capture_output=True, text=True, check=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"

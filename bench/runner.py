@@ -88,7 +88,7 @@ def _build_model(name: str, args: dict[str, Any], dm: BenchDataModule, where: st
         raise SpecError(f"{where}: {err}") from err
 
 
-def prepare(spec: SuiteSpec) -> tuple[dict[str, BenchDataModule], dict[tuple[str, int], FeatureBackbone]]:
+def prepare(spec: SuiteSpec) -> tuple[dict[str, BenchDataModule], dict[tuple[str, int | None], FeatureBackbone]]:
     """Loads every datamodule and backbone and builds every model once, so configuration errors surface first.
 
     Returns:
@@ -98,7 +98,7 @@ def prepare(spec: SuiteSpec) -> tuple[dict[str, BenchDataModule], dict[tuple[str
         SpecError, DataUnavailableError, BackboneWeightsError: Before any training.
     """
     dms: dict[str, BenchDataModule] = {}
-    backbones: dict[tuple[str, int], FeatureBackbone] = {}
+    backbones: dict[tuple[str, int | None], FeatureBackbone] = {}
     for i, track in enumerate(spec.tracks):
         for dm_name, dm_args in track.datamodules.items():
             key = _dm_key(dm_name, dm_args)
@@ -126,7 +126,11 @@ def prepare(spec: SuiteSpec) -> tuple[dict[str, BenchDataModule], dict[tuple[str
         if any(METRICS.get(m).input_kind == "features" for m in track.metrics):
             bb_key = (track.eval.backbone, track.eval.backbone_size)
             if bb_key not in backbones:
-                backbones[bb_key] = BACKBONES.get(bb_key[0])(size=bb_key[1])
+                size_arg = {} if bb_key[1] is None else {"size": bb_key[1]}
+                try:
+                    backbones[bb_key] = BACKBONES.get(bb_key[0])(**size_arg)
+                except ValueError as err:
+                    raise SpecError(f"{spec.source}: key 'tracks[{i}].eval': {err}") from err
     return dms, backbones
 
 

@@ -60,7 +60,8 @@ class EvalSpec:
 
     Attributes:
         backbone: Registered backbone for feature metrics (FID, KID).
-        backbone_size: Input resolution the backbone resizes to (recorded as its ``resize``).
+        backbone_size: Input resolution the backbone resizes to (recorded as its ``resize``); None keeps the
+            backbone's own (224 for efficientnet-lite0).
         n_fake: Generated images per run.
         real_split: Split whose images are the reference for feature metrics and the inputs for
             reconstruction and classification metrics.
@@ -69,7 +70,7 @@ class EvalSpec:
     """
 
     backbone: str = "efficientnet-lite0"
-    backbone_size: int = 224
+    backbone_size: int | None = None
     n_fake: int = 1000
     real_split: str = "test"
     batch_size: int = 100

@@ -1,0 +1,149 @@
+"""torch-fidelity's TF-ported Inception-v3 (``FeatureExtractorInceptionV3``): the paper-standard network for
+FID / KID / Inception Score.
+
+The network is torch-fidelity's own module (same layers, same TF1-compatible bilinear resize to 299, same
+``(x - 128) / 128`` scaling), so features are those of ``torch_fidelity.calculate_metrics``. Only the weight
+loading differs: torch-fidelity calls ``torch.load(path, weights_only=False)`` on a local file, which can run
+arbitrary pickled code; here the state dict is always read with ``torch.load(..., weights_only=True)`` and handed
+to the module.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import urllib.error
+from collections.abc import Mapping
+from unittest import mock
+
+import torch
+
+from bench.backbones.base import BackboneWeightsError, FeatureBackbone, check_uint8_images
+from bench.backbones.registry import BACKBONES
+from bench.hashing import file_sha256
+
+WEIGHTS_ENV = "BENCH_INCEPTION_WEIGHTS"
+INPUT_SIZE = 299
+_LOCK = threading.Lock()  # serializes the temporary patch of torch-fidelity's module global
+
+
+def weights_url() -> str:
+    """The URL torch-fidelity downloads its converted TF Inception weights from."""
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+
+    return URL_INCEPTION_V3
+
+
+def weights_file_name() -> str:
+    """Base name of the weights file (``weights-inception-2015-12-05-6726825d.pth``), as torch.hub caches it."""
+    return os.path.basename(weights_url())
+
+
+def cached_weights_path() -> str:
+    """Where torch.hub caches the downloaded file: ``$TORCH_HOME/hub/checkpoints/<file name>``."""
+    return os.path.join(torch.hub.get_dir(), "checkpoints", weights_file_name())
+
+
+def _missing_weights_message(reason: str) -> str:
+    return (
+        f"inception-v3-compat: {reason}. Download {weights_file_name()} (torch-fidelity's conversion of the TF "
+        f"inception-2015-12-05 graph; pytorch-fid's pt_inception-2015-12-05-6726825d.pth is a different file) from "
+        f"{weights_url()} on a machine with network, and point {WEIGHTS_ENV}=/path/to/{weights_file_name()} at it "
+        f"(or pass --backbone-weights FILE), or put it at {cached_weights_path()}."
+    )
+
+
+def resolve_weights_path(weights_path: str | None = None) -> str:
+    """The weights file: ``weights_path``, else ``$BENCH_INCEPTION_WEIGHTS``, else torch-fidelity's download.
+
+    The download goes to torch.hub's cache (as torch-fidelity's own ``load_state_dict_from_url`` does) and is
+    skipped when the cached file exists.
+
+    Raises:
+        BackboneWeightsError: the given file does not exist, or the download failed (e.g. no network).
+    """
+    path = weights_path or os.environ.get(WEIGHTS_ENV) or None
+    if path is not None:
+        if not os.path.isfile(path):
+            raise BackboneWeightsError(_missing_weights_message(f"weights file {path} does not exist"))
+        return path
+    cached = cached_weights_path()
+    if not os.path.isfile(cached):
+        os.makedirs(os.path.dirname(cached), exist_ok=True)
+        try:
+            torch.hub.download_url_to_file(weights_url(), cached, hash_prefix=None, progress=False)
+        except (urllib.error.URLError, OSError) as err:  # URLError/HTTPError/ConnectionError are OSErrors
+            raise BackboneWeightsError(_missing_weights_message(f"weights not found and download failed ({err})")) from err
+    return cached
+
+
+def build_torch_fidelity_inception(
+    state_dict: Mapping[str, torch.Tensor], features_list: tuple[str, ...] = ("2048", "logits_unbiased")
+) -> torch.nn.Module:
+    """torch-fidelity's ``FeatureExtractorInceptionV3`` with the given (already safely loaded) state dict.
+
+    Its constructor always loads weights itself, from a path with ``weights_only=False`` or from the URL; the
+    module-level ``load_state_dict_from_url`` it calls for the latter is replaced, for the duration of the call
+    only, by a function returning ``state_dict``, so nothing is unpickled by torch-fidelity and nothing is
+    downloaded. ``load_state_dict`` is strict, so a wrong file fails loudly.
+    """
+    import torch_fidelity.feature_extractor_inceptionv3 as tfi
+
+    with _LOCK, mock.patch.object(tfi, "load_state_dict_from_url", lambda *args, **kwargs: state_dict):
+        return tfi.FeatureExtractorInceptionV3("inception-v3-compat", list(features_list))
+
+
+@BACKBONES.register("inception-v3-compat")
+class InceptionV3Compat(FeatureBackbone):
+    """torch-fidelity's Inception-v3: 2048-d pool features ('2048') and 1008 unbiased logits ('logits_unbiased').
+
+    Preprocessing is the network's own and part of the FID protocol: uint8 → float, TF1-compatible bilinear
+    resize to 299×299 (torch-fidelity's ``interpolate_bilinear_2d_like_tensorflow1x``), ``(x - 128) / 128``.
+    Grayscale is repeated to 3 channels. Float32 internally, as torch-fidelity's default.
+
+    Args:
+        weights_path: A state-dict file; default ``$BENCH_INCEPTION_WEIGHTS``, else torch-fidelity's download
+            (cached by torch.hub). Always loaded with ``torch.load(..., weights_only=True)``.
+        size: Must be 299: the resize happens inside the network.
+
+    Raises:
+        ValueError: ``size`` is not 299.
+        BackboneWeightsError: no weights file and the download is impossible.
+    """
+
+    num_features = 2048
+    num_logits = 1008
+    resize = "tf1-bilinear-299"
+
+    def __init__(self, weights_path: str | None = None, size: int = INPUT_SIZE) -> None:
+        super().__init__()
+        if size != INPUT_SIZE:
+            raise ValueError(
+                f"inception-v3-compat resizes internally to {INPUT_SIZE} (TF1-compatible bilinear, part of the FID "
+                f"protocol); size={size} is not supported"
+            )
+        self.size = size
+        path = resolve_weights_path(weights_path)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        # Both layers in one pass (the extra 2048×1008 matmul is negligible); the module is never mutated per call.
+        self.net = build_torch_fidelity_inception(state, ("2048", "logits_unbiased"))
+        self.weights_path = path
+        self.weights_sha256 = file_sha256(os.path.abspath(path))
+        self.requires_grad_(False)
+        self.eval()
+
+    @staticmethod
+    def _to_rgb(images: torch.Tensor) -> torch.Tensor:  # (B, 1|3, H, W) uint8 -> (B, 3, H, W) uint8
+        check_uint8_images(images)
+        return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+
+    @torch.inference_mode()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) uint8 -> (B, 2048)
+        features, _ = self.net(self._to_rgb(images))  # (B, 2048), (B, 1008) float32
+        return features
+
+    @torch.inference_mode()
+    def logits(self, images: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) uint8 -> (B, 1008)
+        """torch-fidelity's 'logits_unbiased' (fc without bias), the layer its Inception Score uses."""
+        _, logits = self.net(self._to_rgb(images))  # (B, 2048), (B, 1008) float32
+        return logits
