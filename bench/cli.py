@@ -3,7 +3,7 @@
     bench list {suites,models,datamodules,metrics,backbones}
     bench run --suite NAME [--models a,b] [--datamodule NAME] [--seeds 0,1,2] [--max-epochs N]
               [--limit-batches F] [--accelerator auto|cpu|gpu] [--devices N] [--out DIR] [--json]
-              [--publish DIR] [--cache-dir DIR]
+              [--publish DIR] [--cache-dir DIR] [--backbone-weights FILE]
 
 Exit codes: 0 success; 1 the suite ran but some run failed (see results.csv); 2 bad input (unknown name,
 invalid suite file, missing data or weights) — reported in one line on stderr before any work starts.
@@ -103,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--devices", type=_positive_int, default=1)
     p_run.add_argument("--out", type=Path, help="output folder (default runs/<suite>)")
     p_run.add_argument("--cache-dir", type=Path, help="real-feature cache (default $BENCH_CACHE_DIR or ~/.cache/genfusion-bench)")
+    p_run.add_argument("--backbone-weights", type=Path, metavar="FILE",
+                       help="weights file for the feature backbone (e.g. Inception's .pth when offline)")
     p_run.add_argument("--publish", type=Path, metavar="DIR",
                        help="also copy the leaderboard to DIR/<suite>.csv and .md, results to DIR/<suite>-results.csv")
     p_run.add_argument("--json", action="store_true", help="print one JSON object with the outcome on stdout")
@@ -153,6 +155,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         out_dir = args.out or Path("runs") / spec.name
         opts = RunOptions(
             out_dir=out_dir, accelerator=args.accelerator, devices=args.devices, cache_dir=args.cache_dir,
+            backbone_weights=args.backbone_weights,
             console=Console(stderr=True), command=" ".join(["bench"] + [shlex.quote(a) for a in args.argv]),
         )
         outcome = run_suite(spec, opts)

@@ -48,6 +48,7 @@ class RunOptions:
         accelerator: Lightning accelerator ("auto", "cpu", "gpu").
         devices: Lightning devices.
         cache_dir: Real-feature cache (None: the default).
+        backbone_weights: Weights file for the suite's backbone(s) instead of their default.
         console: Where progress is drawn (None: no progress bars).
         command: The command line, recorded in the Markdown.
     """
@@ -56,6 +57,7 @@ class RunOptions:
     accelerator: str = "auto"
     devices: int | str = 1
     cache_dir: Path | None = None
+    backbone_weights: Path | None = None
     console: Console | None = None
     command: str = ""
 
@@ -88,8 +90,14 @@ def _build_model(name: str, args: dict[str, Any], dm: BenchDataModule, where: st
         raise SpecError(f"{where}: {err}") from err
 
 
-def prepare(spec: SuiteSpec) -> tuple[dict[str, BenchDataModule], dict[tuple[str, int | None], FeatureBackbone]]:
+def prepare(
+    spec: SuiteSpec, backbone_weights: Path | None = None
+) -> tuple[dict[str, BenchDataModule], dict[tuple[str, int | None], FeatureBackbone]]:
     """Loads every datamodule and backbone and builds every model once, so configuration errors surface first.
+
+    Args:
+        spec: The suite.
+        backbone_weights: A weights file given to every backbone instead of its default (``--backbone-weights``).
 
     Returns:
         Datamodules by ``(name, args)`` key and backbones by ``(name, size)``.
@@ -126,9 +134,11 @@ def prepare(spec: SuiteSpec) -> tuple[dict[str, BenchDataModule], dict[tuple[str
         if any(METRICS.get(m).input_kind == "features" for m in track.metrics):
             bb_key = (track.eval.backbone, track.eval.backbone_size)
             if bb_key not in backbones:
-                size_arg = {} if bb_key[1] is None else {"size": bb_key[1]}
+                kwargs: dict[str, Any] = {} if bb_key[1] is None else {"size": bb_key[1]}
+                if backbone_weights is not None:
+                    kwargs["weights_path"] = str(backbone_weights)
                 try:
-                    backbones[bb_key] = BACKBONES.get(bb_key[0])(**size_arg)
+                    backbones[bb_key] = BACKBONES.get(bb_key[0])(**kwargs)
                 except ValueError as err:
                     raise SpecError(f"{spec.source}: key 'tracks[{i}].eval': {err}") from err
     return dms, backbones
@@ -228,7 +238,7 @@ def run_suite(spec: SuiteSpec, opts: RunOptions) -> SuiteOutcome:
     """
     _quiet_lightning()
     torch.use_deterministic_algorithms(True, warn_only=True)
-    dms, backbones = prepare(spec)
+    dms, backbones = prepare(spec, opts.backbone_weights)
     out = opts.out_dir
     out.mkdir(parents=True, exist_ok=True)
     env = environment_info(opts.accelerator, opts.devices)

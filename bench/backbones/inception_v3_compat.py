@@ -47,7 +47,8 @@ def cached_weights_path() -> str:
 def _missing_weights_message(reason: str) -> str:
     return (
         f"inception-v3-compat: {reason}. Download {weights_file_name()} (torch-fidelity's conversion of the TF "
-        f"inception-2015-12-05 graph; pytorch-fid's pt_inception-2015-12-05-6726825d.pth is a different file) from "
+        f"inception-2015-12-05 graph; pytorch-fid's pt_inception-2015-12-05-6726825d.pth is accepted only if its "
+        f"keys match, the load is strict) from "
         f"{weights_url()} on a machine with network, and point {WEIGHTS_ENV}=/path/to/{weights_file_name()} at it "
         f"(or pass --backbone-weights FILE), or put it at {cached_weights_path()}."
     )
@@ -73,7 +74,8 @@ def resolve_weights_path(weights_path: str | None = None) -> str:
         try:
             torch.hub.download_url_to_file(weights_url(), cached, hash_prefix=None, progress=False)
         except (urllib.error.URLError, OSError) as err:  # URLError/HTTPError/ConnectionError are OSErrors
-            raise BackboneWeightsError(_missing_weights_message(f"weights not found and download failed ({err})")) from err
+            reason = f"weights not found and the download failed ({err})"
+            raise BackboneWeightsError(_missing_weights_message(reason)) from err
     return cached
 
 

@@ -381,3 +381,14 @@ def test_gpu_requested_without_gpu_is_a_usage_error(capsys) -> None:
     assert main(["run", "--suite", "quick", "--accelerator", "gpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no CUDA device" in err[0]
+
+
+def test_missing_backbone_weights_file_is_a_usage_error(capsys, tmp_path: Path, cache_env: Path) -> None:
+    """--backbone-weights pointing nowhere: exit 2 in one line naming the file, before any training."""
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(tiny_suite()))
+    missing = tmp_path / "no-such-weights.pth"
+    code = main(["run", "--suite", str(path), "--backbone-weights", str(missing), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and str(missing) in err[0]
+    assert not (tmp_path / "out" / "results.csv").exists()
