@@ -209,7 +209,7 @@ def run_one(
         trainer = _trainer(track, model, opts, f"{track.name}/{model_name}-{dm_name}", seed)
         trainer.fit(model, datamodule=dm)
         if model.diverged:
-            status, message, scores = "diverged", getattr(model, "divergence_message", "non-finite loss"), []
+            status, message, scores = "diverged", model.divergence_message, []
         else:
             scores = evaluator.evaluate(model, dm, seed)
             bad = [s.metric for s in scores if not math.isfinite(s.value)]

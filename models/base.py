@@ -29,8 +29,9 @@ class BenchModule(pl.LightningModule):
     registry_name: ClassVar[str]
     family: ClassVar[str] = ""
 
-    #: Set by :class:`bench.callbacks.DivergenceMonitor` when a loss became NaN/inf.
+    #: Set by :class:`bench.callbacks.DivergenceMonitor` when a loss became NaN/inf, with what happened.
     diverged: bool = False
+    divergence_message: str = ""
 
     @classmethod
     def from_data(cls, spec: DataSpec, **hparams: Any) -> BenchModule:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 InputKind = Literal["features", "reconstruction", "classification"]
-INPUT_KINDS: tuple[str, ...] = ("features", "reconstruction", "classification")
 
 
 @dataclass(frozen=True)
