@@ -1,7 +1,7 @@
 """Scores a trained model on a datamodule with the requested metrics.
 
 Which metrics apply to a model follows from its family base class (see ``models/base.py``) and the metric's
-``input_kind``: feature metrics need an :class:`~models.base.ImageGenerator`, reconstruction metrics an
+``input_kind``: feature and logit metrics need an :class:`~models.base.ImageGenerator`, reconstruction metrics an
 :class:`~models.base.AutoEncoder`, classification metrics a :class:`~models.base.Classifier`. The evaluator
 never looks at model names.
 """
@@ -22,7 +22,12 @@ from bench.spec import EvalSpec
 from datamodules.base import BenchDataModule
 from models.base import AutoEncoder, BenchModule, Classifier, ImageGenerator
 
-_REQUIRED_BASE = {"features": ImageGenerator, "reconstruction": AutoEncoder, "classification": Classifier}
+_REQUIRED_BASE = {
+    "features": ImageGenerator,
+    "logits": ImageGenerator,
+    "reconstruction": AutoEncoder,
+    "classification": Classifier,
+}
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,7 @@ class Evaluator:
             seed=seed,
             kid_subsets=self.spec.kid_subsets,
             kid_subset_size=self.spec.kid_subset_size,
+            is_splits=self.spec.is_splits,
         )
         metrics: dict[str, BenchMetric] = {n: METRICS.get(n).build(ctx) for n in names}
         by_kind: dict[str, list[str]] = {}
@@ -120,26 +126,33 @@ class Evaluator:
         n_real = len(tensors["label"])
         scores: list[Score] = []
 
-        if "features" in by_kind:
+        if "features" in by_kind or "logits" in by_kind:
             assert isinstance(model, ImageGenerator) and self.backbone is not None
-            real = self.real_features(dm)
+            with_logits = "logits" in by_kind
             fake = extract_features(
                 self.backbone,
                 _sample_batches(model, self.spec.n_fake, self.spec.batch_size, seed),
                 self.spec.n_fake,
                 "sampling + features",
                 self.console,
+                with_logits=with_logits,
             )
-            for n in by_kind["features"]:
-                metrics[n].update(real, real=True)
-                metrics[n].update(fake, real=False)
+            fake, fake_logits = fake if with_logits else (fake, None)
             extra = {
                 "n_fake": len(fake),
                 "backbone": self.backbone.registry_name,
                 "backbone_sha256": self.backbone.weights_sha256,
                 "resize": self.backbone.resize,
             }
-            scores += [sc for n in by_kind["features"] for sc in self._scores(n, metrics[n], split, len(real), **extra)]
+            if "features" in by_kind:
+                real = self.real_features(dm)
+                for n in by_kind["features"]:
+                    metrics[n].update(real, real=True)
+                    metrics[n].update(fake, real=False)
+                scores += [sc for n in by_kind["features"] for sc in self._scores(n, metrics[n], split, len(real), **extra)]
+            for n in by_kind.get("logits", []):
+                metrics[n].update(fake_logits)
+                scores += self._scores(n, metrics[n], split, n_real, **extra)
 
         loader = dm.dataloader(split, batch_size=self.spec.batch_size)
         if "reconstruction" in by_kind:

@@ -45,24 +45,32 @@ def extract_features(
     total: int,
     description: str,
     console: Console | None = None,
-) -> torch.Tensor:
+    with_logits: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Runs float [0, 1] image batches through ``backbone`` after quantizing them to uint8.
 
     Args:
         backbone: The feature network. batches: Iterator of (B, C, H, W) float tensors.
         total: Number of images (for the bar). description: Label of the bar. console: Where the bar is drawn.
+        with_logits: Also return the backbone's class logits (same pass).
 
     Returns:
-        (N, D) float32 features on the CPU.
+        (N, D) float32 features on the CPU, and with ``with_logits`` also (N, K) logits.
     """
     device = next(backbone.parameters()).device
-    out = []
+    feats, logits = [], []
     with progress(console) as bar:
         task = bar.add_task(description, total=total)
         for images in batches:
-            out.append(backbone(to_uint8(images).to(device)).cpu())
+            x = to_uint8(images).to(device)
+            if with_logits:
+                f, lg = backbone.features_and_logits(x)
+                logits.append(lg.cpu())
+            else:
+                f = backbone(x)
+            feats.append(f.cpu())
             bar.advance(task, len(images))
-    return torch.cat(out)
+    return (torch.cat(feats), torch.cat(logits)) if with_logits else torch.cat(feats)
 
 
 def cached_real_features(

@@ -131,7 +131,7 @@ def prepare(
                         f"{spec.source}: track '{track.name}': none of the metrics {list(track.metrics)} applies to "
                         f"model {model_name!r} (family {model.family!r})"
                     )
-        if any(METRICS.get(m).input_kind == "features" for m in track.metrics):
+        if any(METRICS.get(m).input_kind in ("features", "logits") for m in track.metrics):
             bb_key = (track.eval.backbone, track.eval.backbone_size)
             if bb_key not in backbones:
                 kwargs: dict[str, Any] = {} if bb_key[1] is None else {"size": bb_key[1]}

@@ -67,6 +67,7 @@ class EvalSpec:
             reconstruction and classification metrics.
         batch_size: Batch size of sampling and feature extraction.
         kid_subsets: KID subsets. kid_subset_size: KID subset size (clamped to the sample sizes).
+        is_splits: Inception Score splits.
     """
 
     backbone: str = "efficientnet-lite0"
@@ -76,6 +77,7 @@ class EvalSpec:
     batch_size: int = 100
     kid_subsets: int = 100
     kid_subset_size: int = 1000
+    is_splits: int = 10
 
 
 @dataclass(frozen=True)

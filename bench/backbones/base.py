@@ -33,6 +33,14 @@ class FeatureBackbone(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) uint8 -> (B, D)
         raise NotImplementedError
 
+    def features_and_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (B, D) and class logits (B, K) of one pass, for Inception-Score-style metrics.
+
+        Raises:
+            NotImplementedError: If the backbone has no classification head.
+        """
+        raise NotImplementedError(f"backbone {type(self).__name__} has no class logits (needed by the `is` metric)")
+
     def train(self, mode: bool = True) -> FeatureBackbone:
         """Backbones stay in eval mode (BatchNorm statistics frozen) whatever the caller asks."""
         return super().train(False)

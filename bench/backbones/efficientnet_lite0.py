@@ -98,4 +98,9 @@ class EfficientNetLite0(FeatureBackbone):
     @torch.inference_mode()
     def logits(self, images: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) uint8 -> (B, 1000)
         """ImageNet class logits (for Inception-Score-style metrics)."""
-        return self.net._fc(self.forward(images))
+        return self.features_and_logits(images)[1]
+
+    @torch.inference_mode()
+    def features_and_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.forward(images)  # (B, 1280)
+        return features, self.net._fc(features)  # (B, 1280), (B, 1000)

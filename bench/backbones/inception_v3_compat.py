@@ -147,5 +147,8 @@ class InceptionV3Compat(FeatureBackbone):
     @torch.inference_mode()
     def logits(self, images: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) uint8 -> (B, 1008)
         """torch-fidelity's 'logits_unbiased' (fc without bias), the layer its Inception Score uses."""
-        _, logits = self.net(self._to_rgb(images))  # (B, 2048), (B, 1008) float32
-        return logits
+        return self.features_and_logits(images)[1]
+
+    @torch.inference_mode()
+    def features_and_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.net(self._to_rgb(images))  # (B, 2048), (B, 1008) float32

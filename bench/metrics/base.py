@@ -4,6 +4,7 @@ A registered metric is a torchmetrics :class:`~torchmetrics.Metric` that also mi
 
 * ``input_kind`` says what ``update`` takes:
   - ``"features"``: ``update(features (N, D), real: bool)``, backbone features of real or generated images;
+  - ``"logits"``: ``update(logits (N, K))``, backbone class logits of generated images (Inception Score);
   - ``"reconstruction"``: ``update(preds (N, C, H, W), target (N, C, H, W))`` in [0, 1];
   - ``"classification"``: ``update(logits (N, K), target (N,))``.
 * ``compute()`` returns a scalar tensor, or a dict of named scalars (several result rows, e.g. precision and
@@ -17,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-InputKind = Literal["features", "reconstruction", "classification"]
+InputKind = Literal["features", "logits", "reconstruction", "classification"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class MetricContext:
         seed: Seed for any randomness inside a metric (KID subsets).
         kid_subsets: Number of KID subsets.
         kid_subset_size: Size of each KID subset (clamped to the sample sizes, with a warning).
+        is_splits: Number of Inception Score splits.
     """
 
     image_shape: tuple[int, int, int] = (1, 8, 8)
@@ -39,6 +41,7 @@ class MetricContext:
     seed: int = 0
     kid_subsets: int = 100
     kid_subset_size: int = 1000
+    is_splits: int = 10
 
 
 class BenchMetric:

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 from bench.backbones import BACKBONES, BackboneWeightsError, FeatureBackbone
 from bench.backbones.inception_v3_compat import WEIGHTS_ENV, InceptionV3Compat
 from bench.metrics.fid import FID
+from bench.metrics.inception_score import inception_score
 from bench.metrics.kid import kernel_distance
 
 FILE_NAME = "weights-inception-2015-12-05-6726825d.pth"
@@ -152,8 +153,8 @@ class _TensorDataset(Dataset):
         return self.images[i]
 
 
-def test_fid_kid_match_torch_fidelity(backbone, weights_file):
-    """Our FID / KID on this backbone's features == torch_fidelity.calculate_metrics on the same images."""
+def test_fid_kid_is_match_torch_fidelity(backbone, weights_file):
+    """Our FID / KID / IS on this backbone's outputs == torch_fidelity.calculate_metrics on the same images."""
     n = 20  # per side; Inception at 299 px costs ~0.15 s per image on 2 CPU cores, and both sides run twice
     real = _images((n, 3, 32, 32), seed=10)
     # A shifted distribution, so that FID is clearly non-zero.
@@ -163,6 +164,8 @@ def test_fid_kid_match_torch_fidelity(backbone, weights_file):
         input2=_TensorDataset(fake),
         fid=True,
         kid=True,
+        isc=True,
+        isc_splits=2,
         feature_extractor="inception-v3-compat",
         feature_extractor_weights_path=str(weights_file),
         kid_subsets=1,
@@ -189,3 +192,7 @@ def test_fid_kid_match_torch_fidelity(backbone, weights_file):
         real_features.double(), fake_features.double(), kid_subsets=1, kid_subset_size=n, verbose=False, rng_seed=0
     )
     assert ours_kid.item() == pytest.approx(exact["kernel_inception_distance_mean"], rel=1e-12)
+    # IS is computed by torch-fidelity on input1, with its default shuffle seed 2020.
+    is_mean, is_std = inception_score(backbone.logits(real), splits=2, seed=2020)
+    assert is_mean == pytest.approx(expected["inception_score_mean"], rel=1e-6)
+    assert is_std == pytest.approx(expected["inception_score_std"], rel=1e-6, abs=1e-9)

@@ -158,12 +158,12 @@ def tiny_suite() -> dict[str, Any]:
         "seeds": [0],
         "trainer": {"max_epochs": 1, "limit_train_batches": 2, "limit_val_batches": 1},
         # backbone_size 32 instead of 224: ~50x cheaper features on a 2-core CPU; the pipeline is the same
-        "eval": {"n_fake": 32, "batch_size": 32, "kid_subsets": 5, "kid_subset_size": 16, "backbone_size": 32},
+        "eval": {"n_fake": 32, "batch_size": 32, "kid_subsets": 5, "kid_subset_size": 16, "is_splits": 4, "backbone_size": 32},
         "tracks": [
             {
                 "name": "generation",
                 "primary_metric": "fid",
-                "metrics": ["fid", "kid", "mse", "psnr", "ssim"],
+                "metrics": ["fid", "kid", "is", "prc", "mse", "psnr", "ssim"],
                 "datamodules": digits,
                 "models": {"dcgan": {"latent_dim": 8, "width": 8}, "vae": {"latent_dim": 4, "width": 8}},
             },
@@ -182,8 +182,9 @@ def tiny_suite() -> dict[str, Any]:
 
 
 EXPECTED_METRICS = {
-    "dcgan": {"fid", "kid"},  # a GAN has no reconstruction: mse/psnr/ssim are skipped for it
-    "vae": {"fid", "kid", "mse", "psnr", "ssim"},
+    # a GAN has no reconstruction: mse/psnr/ssim are skipped for it; prc gives four rows
+    "dcgan": {"fid", "kid", "is", "precision", "recall", "density", "coverage"},
+    "vae": {"fid", "kid", "is", "precision", "recall", "density", "coverage", "mse", "psnr", "ssim"},
     "early-fusion": {"accuracy", "f1-macro"},
     "unimodal-text": {"accuracy", "f1-macro"},
 }
@@ -247,21 +248,24 @@ def test_end_to_end_run_and_reproducibility(tmp_path: Path, cache_env: Path, cap
     assert family == {m: MODELS.get(m).family for m in EXPECTED_METRICS}
     n_test = len(DATAMODULES.get("digits")(image_size=16).split_tensors("test")["label"])
     assert (results["n_real"] == n_test).all()
+    prc_values = {"precision", "recall", "density", "coverage"}  # the four rows of the registered `prc`
     for metric, higher in results.groupby("metric")["higher_is_better"].unique().items():
-        assert list(higher) == [bool(METRICS.get(metric).higher_is_better)]
+        registered = "prc" if metric in prc_values else metric
+        assert list(higher) == [bool(METRICS.get(registered).higher_is_better)]
 
-    features = results[results["metric"].isin(["fid", "kid"])]
+    backbone_metrics = ["fid", "kid", "is", *prc_values]
+    features = results[results["metric"].isin(backbone_metrics)]
     assert (features["backbone"] == "efficientnet-lite0").all()
     assert features["backbone_sha256"].map(lambda s: bool(re.fullmatch(r"[0-9a-f]{64}", str(s)))).all()
     assert (features["n_fake"] == 32).all()
     assert features["resize"].str.startswith("bilinear-").all()
-    others = results[~results["metric"].isin(["fid", "kid"])]
+    others = results[~results["metric"].isin(backbone_metrics)]
     assert others["backbone"].isna().all() or (others["backbone"].fillna("") == "").all()
 
     # --- leaderboard.csv: one row per (model, datamodule) with mean and std per metric
     board = pd.read_csv(out / "leaderboard.csv")
     assert sorted(zip(board["model"], board["datamodule"])) == sorted(DATAMODULE_OF.items())
-    for metric in ("fid", "kid", "mse", "psnr", "ssim", "accuracy", "f1-macro"):
+    for metric in ("fid", "kid", "is", "precision", "recall", "mse", "psnr", "ssim", "accuracy", "f1-macro"):
         assert f"{metric}_mean" in board.columns and f"{metric}_std" in board.columns
     assert (board["n_seeds"] == 2).all() and (board["status"] == "ok").all()
     for _, row in board.iterrows():
