@@ -4,6 +4,8 @@
     bench run --suite NAME [--models a,b] [--datamodule NAME] [--seeds 0,1,2] [--max-epochs N]
               [--limit-batches F] [--accelerator auto|cpu|gpu] [--devices N] [--out DIR] [--json]
               [--publish DIR] [--cache-dir DIR] [--backbone-weights FILE]
+    bench eval --real PATH --fake PATH [--metrics fid,kid,is,prc] [--backbone NAME] [--backbone-weights FILE]
+               [--n N] [--seed S] [--batch-size B] [--json]     (PATH: folder of PNG/JPEG, .npz, datamodule:split)
 
 Exit codes: 0 success; 1 the suite ran but some run failed (see results.csv); 2 bad input (unknown name,
 invalid suite file, missing data or weights) — reported in one line on stderr before any work starts.
@@ -108,6 +110,21 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--publish", type=Path, metavar="DIR",
                        help="also copy the leaderboard to DIR/<suite>.csv and .md, results to DIR/<suite>-results.csv")
     p_run.add_argument("--json", action="store_true", help="print one JSON object with the outcome on stdout")
+
+    p_eval = sub.add_parser("eval", help="score any two image sets (folder, .npz, or datamodule:split)")
+    p_eval.add_argument("--real", required=True, help="reference images: folder of PNG/JPEG, .npz, or datamodule:split")
+    p_eval.add_argument("--fake", required=True, help="generated images: folder of PNG/JPEG, .npz, or datamodule:split")
+    p_eval.add_argument("--metrics", default="fid,kid", help="comma-separated subset of fid,kid,is,prc")
+    p_eval.add_argument("--backbone", default="efficientnet-lite0", help="registered backbone (bench list backbones)")
+    p_eval.add_argument("--backbone-weights", type=Path, metavar="FILE", help="weights file for the backbone")
+    p_eval.add_argument("--n", type=_positive_int, help="score a seeded random subset of at most N images per set")
+    p_eval.add_argument("--seed", type=int, default=0, help="seed of subsets, KID subsets and IS splits")
+    p_eval.add_argument("--batch-size", type=_positive_int, default=64)
+    p_eval.add_argument("--kid-subsets", type=_positive_int, default=100)
+    p_eval.add_argument("--kid-subset-size", type=_positive_int, default=1000)
+    p_eval.add_argument("--is-splits", type=_positive_int, default=10)
+    p_eval.add_argument("--cache-dir", type=Path, help="real-feature cache shared with bench run")
+    p_eval.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return parser
 
 
@@ -181,6 +198,43 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_RUN_FAILED if failed else EXIT_OK
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from bench.backbones import BACKBONES, BackboneWeightsError
+    from bench.eval_images import EVAL_METRICS, evaluate_image_sets
+    from bench.image_inputs import ImageInputError, load_image_set
+    from bench.registry import UnknownNameError
+
+    try:
+        metrics = _csv_list(args.metrics, "metrics")
+        unknown = [m for m in metrics if m not in EVAL_METRICS]
+        if unknown:
+            raise UsageError(f"unknown metric {unknown[0]!r} for bench eval; valid metrics: {', '.join(EVAL_METRICS)}")
+        backbone_cls = BACKBONES.get(args.backbone)
+        real, fake = load_image_set(args.real), load_image_set(args.fake)
+        kwargs = {} if args.backbone_weights is None else {"weights_path": str(args.backbone_weights)}
+        backbone = backbone_cls(**kwargs)
+        result = evaluate_image_sets(
+            real, fake, metrics, backbone, n=args.n, seed=args.seed, batch_size=args.batch_size,
+            kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size, is_splits=args.is_splits,
+            cache_dir=args.cache_dir, console=Console(stderr=True),
+        )
+    except (UnknownNameError, ImageInputError, BackboneWeightsError, UsageError) as err:
+        sys.stderr.write(f"bench: error: {err}\n")
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for key, value in result.items():
+            if key != "protocol":
+                print(f"{key}: {value:.6g}")
+        proto = result["protocol"]
+        print(f"backbone {proto['backbone']} (sha256 {proto['backbone_sha256'][:16]}…), resize {proto['resize']}, "
+              f"n_real {proto['n_real']}, n_fake {proto['n_fake']}, seed {proto['seed']}")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bench`` console script."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -189,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     if args.command == "list":
         return cmd_list(args.kind)
+    if args.command == "eval":
+        return cmd_eval(args)
     return cmd_run(args)
 
 
