@@ -1,0 +1,93 @@
+"""FID, KID, IS and PRC over two processes (gloo, CPU) equal the single-process values on the same data.
+
+torchmetrics syncs metric states across ranks in ``compute()`` with each state's ``dist_reduce_fx``: FID's
+float64 sums are summed, KID/IS/PRC's feature lists are concatenated (rank 0's part first).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from bench.metrics.fid import FID
+from bench.metrics.inception_score import InceptionScore
+from bench.metrics.kid import KID
+from bench.metrics.prc import PRC
+
+N, D, K = 64, 16, 10
+
+
+def _data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    real = torch.randn(N, D, generator=gen)
+    fake = torch.randn(N, D, generator=gen) * 1.3 + 0.2
+    logits = torch.randn(N, K, generator=gen) * 2
+    return real, fake, logits
+
+
+def _metrics() -> dict[str, object]:
+    return {
+        "fid": FID(num_features=D),
+        "kid": KID(subsets=5, subset_size=20, seed=1),
+        "is": InceptionScore(splits=4, seed=1),
+        "prc": PRC(),
+    }
+
+
+def _scores(metrics: dict[str, object], real: torch.Tensor, fake: torch.Tensor, logits: torch.Tensor) -> dict[str, float]:
+    for name, metric in metrics.items():
+        if name == "is":
+            metric.update(logits)
+        else:
+            metric.update(real, real=True)
+            metric.update(fake, real=False)
+    out = {}
+    for name, metric in metrics.items():
+        value = metric.compute()
+        if isinstance(value, dict):
+            out.update({k: float(v) for k, v in value.items()})
+        else:
+            out[name] = float(value)
+    return out
+
+
+def _worker(rank: int, world: int, port: int, queue) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        real, fake, logits = _data()
+        part = slice(rank * N // world, (rank + 1) * N // world)  # contiguous halves: rank order = data order
+        scores = _scores(_metrics(), real[part], fake[part], logits[part])
+        if rank == 0:
+            queue.put(scores)
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_ranks_equal_one_process() -> None:
+    expected = _scores(_metrics(), *_data())
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    port = _free_port()
+    procs = [ctx.Process(target=_worker, args=(r, 2, port, queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    got = queue.get(timeout=120)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert set(got) == set(expected)
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
