@@ -9,7 +9,7 @@ import torch
 from rich.console import Console
 
 from bench.backbones.base import FeatureBackbone
-from bench.features import cached_real_features, extract_features, real_cache_key
+from bench.features import cached_real_features, extract_features, iter_batches, real_cache_key
 from bench.image_inputs import ImageSet
 from bench.metrics.fid import FID
 from bench.metrics.inception_score import inception_score
@@ -20,16 +20,11 @@ from bench.provenance import environment_info
 EVAL_METRICS = ("fid", "kid", "is", "prc")
 
 
-def _batches(images: torch.Tensor, batch_size: int):
-    for i in range(0, len(images), batch_size):
-        yield images[i : i + batch_size].float() / 255  # the extractor quantizes back to the same uint8
-
-
 def _outputs(backbone: FeatureBackbone, images: ImageSet, batch_size: int, with_logits: bool, label: str,
              console: Console | None, cache_dir: Path | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Features (and logits) of a whole image set; datamodule features come from the shared cache."""
     run = lambda logits: extract_features(  # noqa: E731
-        backbone, _batches(images.images, batch_size), len(images.images), label, console, with_logits=logits
+        backbone, iter_batches(images.images, batch_size), len(images.images), label, console, with_logits=logits
     )
     if images.cache_identity is not None and not with_logits:
         key = real_cache_key(*images.cache_identity, backbone)
@@ -80,8 +75,8 @@ def evaluate_image_sets(
         fid.update(real_f, real=True)
         fid.update(fake_f, real=False)
         out["fid"] = float(fid.compute())
+    subset_size = min(kid_subset_size, len(real_f), len(fake_f)) if "kid" in metrics else None
     if "kid" in metrics:
-        subset_size = min(kid_subset_size, len(real_f), len(fake_f))
         mean, std = kernel_distance(real_f, fake_f, kid_subsets, subset_size, seed)
         out["kid_mean"], out["kid_std"] = float(mean), float(std)
     if "is" in metrics:
@@ -100,7 +95,7 @@ def evaluate_image_sets(
         "seed": seed,
         "splits": is_splits if "is" in metrics else None,
         "subsets": kid_subsets if "kid" in metrics else None,
-        "subset_size": min(kid_subset_size, len(real_f), len(fake_f)) if "kid" in metrics else None,
+        "subset_size": subset_size,
         "prc_k": 3 if "prc" in metrics else None,
         "versions": env["packages"],
         "git_commit": env["git_commit"],

@@ -16,8 +16,9 @@ import torch
 from rich.console import Console
 
 from bench.backbones.base import FeatureBackbone
-from bench.features import cached_real_features, extract_features, real_cache_key
+from bench.features import cached_real_features, extract_features, iter_batches, real_cache_key
 from bench.metrics import METRICS, BenchMetric, MetricContext
+from bench.metrics.base import BACKBONE_INPUT_KINDS
 from bench.spec import EvalSpec
 from datamodules.base import BenchDataModule
 from models.base import AutoEncoder, BenchModule, Classifier, ImageGenerator
@@ -58,11 +59,6 @@ def applicable_metrics(model: BenchModule, metric_names: list[str] | tuple[str, 
     return [m for m in metric_names if isinstance(model, _REQUIRED_BASE[METRICS.get(m).input_kind])]
 
 
-def _batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
-    for i in range(0, len(images), batch_size):
-        yield images[i : i + batch_size]
-
-
 def _sample_batches(model: ImageGenerator, n: int, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     for i in range(0, n, batch_size):
@@ -97,7 +93,7 @@ class Evaluator:
         images = dm.split_tensors(self.spec.real_split)["image"]
         key = real_cache_key(dm.identity(), self.spec.real_split, self.backbone)
         compute = lambda: extract_features(  # noqa: E731
-            self.backbone, _batches(images, self.spec.batch_size), len(images), "real features", self.console
+            self.backbone, iter_batches(images, self.spec.batch_size), len(images), "real features", self.console
         )
         feats, _ = cached_real_features(key, compute, self.cache_dir)
         return feats
@@ -126,7 +122,7 @@ class Evaluator:
         n_real = len(tensors["label"])
         scores: list[Score] = []
 
-        if "features" in by_kind or "logits" in by_kind:
+        if any(kind in by_kind for kind in BACKBONE_INPUT_KINDS):
             assert isinstance(model, ImageGenerator) and self.backbone is not None
             with_logits = "logits" in by_kind
             fake = extract_features(

@@ -39,6 +39,12 @@ def progress(console: Console | None) -> Progress:
     )
 
 
+def iter_batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+    """Consecutive slices of at most ``batch_size`` along the first axis."""
+    for i in range(0, len(images), batch_size):
+        yield images[i : i + batch_size]
+
+
 def extract_features(
     backbone: FeatureBackbone,
     batches: Iterator[torch.Tensor],
@@ -47,10 +53,10 @@ def extract_features(
     console: Console | None = None,
     with_logits: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Runs float [0, 1] image batches through ``backbone`` after quantizing them to uint8.
+    """Runs image batches through ``backbone``; float [0, 1] batches are quantized to uint8 first.
 
     Args:
-        backbone: The feature network. batches: Iterator of (B, C, H, W) float tensors.
+        backbone: The feature network. batches: Iterator of (B, C, H, W) float [0, 1] or uint8 tensors.
         total: Number of images (for the bar). description: Label of the bar. console: Where the bar is drawn.
         with_logits: Also return the backbone's class logits (same pass).
 
@@ -62,7 +68,7 @@ def extract_features(
     with progress(console) as bar:
         task = bar.add_task(description, total=total)
         for images in batches:
-            x = to_uint8(images).to(device)
+            x = (images if images.dtype == torch.uint8 else to_uint8(images)).to(device)
             if with_logits:
                 f, lg = backbone.features_and_logits(x)
                 logits.append(lg.cpu())

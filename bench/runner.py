@@ -33,6 +33,7 @@ from bench.evaluate import Evaluator, applicable_metrics
 from bench.hashing import config_hash
 from bench.leaderboard import aggregate, results_frame, to_markdown, write_leaderboard, write_results
 from bench.metrics import METRICS
+from bench.metrics.base import BACKBONE_INPUT_KINDS
 from bench.provenance import environment_info, git_commit, package_version, utc_now
 from bench.spec import SpecError, SuiteSpec, TrackSpec
 from datamodules import DATAMODULES, BenchDataModule
@@ -131,7 +132,7 @@ def prepare(
                         f"{spec.source}: track '{track.name}': none of the metrics {list(track.metrics)} applies to "
                         f"model {model_name!r} (family {model.family!r})"
                     )
-        if any(METRICS.get(m).input_kind in ("features", "logits") for m in track.metrics):
+        if any(METRICS.get(m).input_kind in BACKBONE_INPUT_KINDS for m in track.metrics):
             bb_key = (track.eval.backbone, track.eval.backbone_size)
             if bb_key not in backbones:
                 kwargs: dict[str, Any] = {} if bb_key[1] is None else {"size": bb_key[1]}

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 InputKind = Literal["features", "logits", "reconstruction", "classification"]
+#: Input kinds computed from a feature backbone's outputs on generated (and real) images.
+BACKBONE_INPUT_KINDS: tuple[str, ...] = ("features", "logits")
 
 
 @dataclass(frozen=True)
