@@ -1,9 +1,10 @@
-"""LightningModules of every family, registered by name in :data:`MODELS`."""
+"""LightningModules of every family, registered by name in :data:`MODELS`.
 
+Importing a family package (``models.gan``, ``models.vae``, ``models.fusion``) registers all of its models.
+"""
+
+from models import fusion, gan, vae  # noqa: F401  (registration)
 from models.base import AutoEncoder, BenchModule, Classifier, ImageGenerator
-from models.fusion import classifiers  # noqa: F401  (registration)
-from models.gan import dcgan  # noqa: F401
 from models.registry import MODELS
-from models.vae import vae  # noqa: F401
 
 __all__ = ["MODELS", "AutoEncoder", "BenchModule", "Classifier", "ImageGenerator"]

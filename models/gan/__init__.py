@@ -1,0 +1,3 @@
+"""GAN family models; importing this package registers them."""
+
+from models.gan import dcgan  # noqa: F401

@@ -1,0 +1,3 @@
+"""VAE family models; importing this package registers them."""
+
+from models.vae import vae  # noqa: F401
