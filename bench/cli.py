@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--metrics", default="fid,kid", help="comma-separated subset of fid,kid,is,prc")
     p_eval.add_argument("--backbone", default="efficientnet-lite0", help="registered backbone (bench list backbones)")
     p_eval.add_argument("--backbone-weights", type=Path, metavar="FILE", help="weights file for the backbone")
+    p_eval.add_argument("--resize", metavar="MODE", help="resize mode: tf1-bilinear (torch-fidelity/TF1, the "
+                        "Inception paper standard), bilinear (torch) or clean (clean-fid's PIL bicubic); default: "
+                        "the backbone's own")
     p_eval.add_argument("--n", type=_positive_int, help="score a seeded random subset of at most N images per set")
     p_eval.add_argument("--seed", type=int, default=0, help="seed of subsets, KID subsets and IS splits")
     p_eval.add_argument("--batch-size", type=_positive_int, default=64)
@@ -202,6 +205,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from bench.backbones import BACKBONES, BackboneWeightsError
+    from bench.backbones.build import build_backbone
     from bench.eval_images import EVAL_METRICS, evaluate_image_sets
     from bench.image_inputs import ImageInputError, load_image_set
     from bench.registry import UnknownNameError
@@ -211,10 +215,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         unknown = [m for m in metrics if m not in EVAL_METRICS]
         if unknown:
             raise UsageError(f"unknown metric {unknown[0]!r} for bench eval; valid metrics: {', '.join(EVAL_METRICS)}")
-        backbone_cls = BACKBONES.get(args.backbone)
+        BACKBONES.get(args.backbone)  # unknown names fail before images are read
         real, fake = load_image_set(args.real), load_image_set(args.fake)
-        kwargs = {} if args.backbone_weights is None else {"weights_path": str(args.backbone_weights)}
-        backbone = backbone_cls(**kwargs)
+        try:
+            backbone = build_backbone(args.backbone, resize=args.resize, weights_path=args.backbone_weights)
+        except ValueError as err:  # e.g. an unknown --resize mode
+            raise UsageError(str(err)) from err
         result = evaluate_image_sets(
             real, fake, metrics, backbone, n=args.n, seed=args.seed, batch_size=args.batch_size,
             kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size, is_splits=args.is_splits,

@@ -27,7 +27,8 @@ from lightning.pytorch.loggers import CSVLogger
 from rich.console import Console
 
 from bench.atomic import atomic_write_text
-from bench.backbones import BACKBONES, FeatureBackbone
+from bench.backbones import FeatureBackbone
+from bench.backbones.build import build_backbone
 from bench.callbacks import DivergenceMonitor
 from bench.evaluate import Evaluator, applicable_metrics
 from bench.hashing import config_hash
@@ -35,7 +36,7 @@ from bench.leaderboard import aggregate, results_frame, to_markdown, write_leade
 from bench.metrics import METRICS
 from bench.metrics.base import BACKBONE_INPUT_KINDS
 from bench.provenance import environment_info, git_commit, package_version, utc_now
-from bench.spec import SpecError, SuiteSpec, TrackSpec
+from bench.spec import EvalSpec, SpecError, SuiteSpec, TrackSpec
 from datamodules import DATAMODULES, BenchDataModule
 from models import MODELS, BenchModule
 
@@ -75,6 +76,11 @@ class SuiteOutcome:
     leaderboard: list[dict[str, Any]]
 
 
+def backbone_key(spec: EvalSpec) -> tuple[str, int | None, str | None]:
+    """(name, size, resize mode) of a track's backbone: tracks with equal keys share one instance."""
+    return spec.backbone, spec.backbone_size, spec.resize
+
+
 def _quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -101,13 +107,13 @@ def prepare(
         backbone_weights: A weights file given to every backbone instead of its default (``--backbone-weights``).
 
     Returns:
-        Datamodules by ``(name, args)`` key and backbones by ``(name, size)``.
+        Datamodules by ``(name, args)`` key and backbones by ``(name, size, resize mode)``.
 
     Raises:
         SpecError, DataUnavailableError, BackboneWeightsError: Before any training.
     """
     dms: dict[str, BenchDataModule] = {}
-    backbones: dict[tuple[str, int | None], FeatureBackbone] = {}
+    backbones: dict[tuple[str, int | None, str | None], FeatureBackbone] = {}
     for i, track in enumerate(spec.tracks):
         for dm_name, dm_args in track.datamodules.items():
             key = _dm_key(dm_name, dm_args)
@@ -133,13 +139,10 @@ def prepare(
                         f"model {model_name!r} (family {model.family!r})"
                     )
         if any(METRICS.get(m).input_kind in BACKBONE_INPUT_KINDS for m in track.metrics):
-            bb_key = (track.eval.backbone, track.eval.backbone_size)
+            bb_key = backbone_key(track.eval)
             if bb_key not in backbones:
-                kwargs: dict[str, Any] = {} if bb_key[1] is None else {"size": bb_key[1]}
-                if backbone_weights is not None:
-                    kwargs["weights_path"] = str(backbone_weights)
                 try:
-                    backbones[bb_key] = BACKBONES.get(bb_key[0])(**kwargs)
+                    backbones[bb_key] = build_backbone(*bb_key, weights_path=backbone_weights)
                 except ValueError as err:
                     raise SpecError(f"{spec.source}: key 'tracks[{i}].eval': {err}") from err
     return dms, backbones
@@ -251,7 +254,7 @@ def run_suite(spec: SuiteSpec, opts: RunOptions) -> SuiteOutcome:
     total = sum(len(t.datamodules) * len(t.models) for t in spec.tracks) * len(spec.seeds)
     done = 0
     for track in spec.tracks:
-        backbone = backbones.get((track.eval.backbone, track.eval.backbone_size))
+        backbone = backbones.get(backbone_key(track.eval))
         evaluator = Evaluator(track.eval, track.metrics, backbone, opts.cache_dir, opts.console)
         for dm_name, dm_args in track.datamodules.items():
             dm = dms[_dm_key(dm_name, dm_args)]

@@ -62,6 +62,8 @@ class EvalSpec:
         backbone: Registered backbone for feature metrics (FID, KID).
         backbone_size: Input resolution the backbone resizes to (recorded as its ``resize``); None keeps the
             backbone's own (224 for efficientnet-lite0).
+        resize: Resize mode (``tf1-bilinear``, ``bilinear``, ``clean``; see :mod:`bench.backbones.resize`); None
+            keeps the backbone's default. Recorded in every row's ``resize`` as ``<mode>-<size>``.
         n_fake: Generated images per run.
         real_split: Split whose images are the reference for feature metrics and the inputs for
             reconstruction and classification metrics.
@@ -72,6 +74,7 @@ class EvalSpec:
 
     backbone: str = "efficientnet-lite0"
     backbone_size: int | None = None
+    resize: str | None = None
     n_fake: int = 1000
     real_split: str = "test"
     batch_size: int = 100

@@ -20,6 +20,7 @@ import torch
 
 from bench.backbones.base import BackboneWeightsError, FeatureBackbone, check_uint8_images
 from bench.backbones.registry import BACKBONES
+from bench.backbones.resize import check_resize_mode, resize_label, resize_uint8
 from bench.hashing import file_sha256
 
 WEIGHTS_ENV = "BENCH_INCEPTION_WEIGHTS"
@@ -99,32 +100,36 @@ def build_torch_fidelity_inception(
 class InceptionV3Compat(FeatureBackbone):
     """torch-fidelity's Inception-v3: 2048-d pool features ('2048') and 1008 unbiased logits ('logits_unbiased').
 
-    Preprocessing is the network's own and part of the FID protocol: uint8 → float, TF1-compatible bilinear
-    resize to 299×299 (torch-fidelity's ``interpolate_bilinear_2d_like_tensorflow1x``), ``(x - 128) / 128``.
-    Grayscale is repeated to 3 channels. Float32 internally, as torch-fidelity's default.
+    Preprocessing by default is the network's own and part of the FID protocol: uint8 → float, TF1-compatible
+    bilinear resize to 299×299 (torch-fidelity's ``interpolate_bilinear_2d_like_tensorflow1x``),
+    ``(x - 128) / 128``. Grayscale is repeated to 3 channels. Float32 internally, as torch-fidelity's default.
+    With another ``resize_mode`` (e.g. ``clean``), images are resized to 299 by that mode first and enter the
+    network as float, where its own resize is then the identity.
 
     Args:
         weights_path: A state-dict file; default ``$BENCH_INCEPTION_WEIGHTS``, else torch-fidelity's download
             (cached by torch.hub). Always loaded with ``torch.load(..., weights_only=True)``.
-        size: Must be 299: the resize happens inside the network.
+        size: Must be 299: the network was trained at 299.
+        resize_mode: One of :data:`bench.backbones.resize.RESIZE_MODES`; ``tf1-bilinear`` is the paper standard.
 
     Raises:
-        ValueError: ``size`` is not 299.
+        ValueError: ``size`` is not 299, or an unknown ``resize_mode``.
         BackboneWeightsError: no weights file and the download is impossible.
     """
 
     num_features = 2048
     num_logits = 1008
-    resize = "tf1-bilinear-299"
 
-    def __init__(self, weights_path: str | None = None, size: int = INPUT_SIZE) -> None:
+    def __init__(self, weights_path: str | None = None, size: int = INPUT_SIZE, resize_mode: str = "tf1-bilinear") -> None:
         super().__init__()
         if size != INPUT_SIZE:
             raise ValueError(
-                f"inception-v3-compat resizes internally to {INPUT_SIZE} (TF1-compatible bilinear, part of the FID "
+                f"inception-v3-compat takes {INPUT_SIZE}×{INPUT_SIZE} inputs (the resize is part of the FID "
                 f"protocol); size={size} is not supported"
             )
-        self.size = size
+        check_resize_mode(resize_mode)
+        self.size, self.resize_mode = size, resize_mode
+        self.resize = resize_label(resize_mode, size)
         path = resolve_weights_path(weights_path)
         state = torch.load(path, map_location="cpu", weights_only=True)
         # Both layers in one pass (the extra 2048×1008 matmul is negligible); the module is never mutated per call.
@@ -134,15 +139,23 @@ class InceptionV3Compat(FeatureBackbone):
         self.requires_grad_(False)
         self.eval()
 
-    @staticmethod
-    def _to_rgb(images: torch.Tensor) -> torch.Tensor:  # (B, 1|3, H, W) uint8 -> (B, 3, H, W) uint8
+    def _run(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 1|3, H, W) uint8 -> features (B, 2048) and logits (B, 1008), float32."""
         check_uint8_images(images)
-        return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+        rgb = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images  # (B, 3, H, W)
+        if self.resize_mode == "tf1-bilinear":
+            return self.net(rgb)  # torch-fidelity's own path, bit for bit
+        x = resize_uint8(rgb, self.size, self.resize_mode)  # (B, 3, 299, 299) float 0..255
+        # torch-fidelity's forward asserts uint8 input; the float 299-px input must not be re-quantized (clean-fid
+        # feeds float), and its internal TF1 resize is the identity at 299. So only that assertion is lifted.
+        import torch_fidelity.feature_extractor_inceptionv3 as tfi
+
+        with _LOCK, mock.patch.object(tfi, "vassert", lambda *args, **kwargs: None):
+            return self.net(x)
 
     @torch.inference_mode()
     def forward(self, images: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) uint8 -> (B, 2048)
-        features, _ = self.net(self._to_rgb(images))  # (B, 2048), (B, 1008) float32
-        return features
+        return self._run(images)[0]
 
     @torch.inference_mode()
     def logits(self, images: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) uint8 -> (B, 1008)
@@ -151,4 +164,4 @@ class InceptionV3Compat(FeatureBackbone):
 
     @torch.inference_mode()
     def features_and_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.net(self._to_rgb(images))  # (B, 2048), (B, 1008) float32
+        return self._run(images)  # (B, 2048), (B, 1008) float32

@@ -116,6 +116,19 @@ def test_grayscale_and_float_input(backbone, reference):
         backbone(torch.rand(2, 3, 32, 32))
 
 
+def test_clean_resize_mode(backbone, weights_file):
+    """``clean``: PIL-bicubic to 299 in float, then the same network. At 299 px it equals the default path (both
+    resizes are the identity there); at 32 px it differs from it, and the row label says which was used."""
+    clean = InceptionV3Compat(weights_path=str(weights_file), resize_mode="clean")
+    assert (backbone.resize, clean.resize) == ("tf1-bilinear-299", "clean-299")
+    native = _images((2, 3, 299, 299), seed=3)
+    torch.testing.assert_close(clean(native), backbone(native), rtol=1e-6, atol=0)
+    small = _images((2, 3, 32, 32), seed=4)
+    assert not torch.allclose(clean(small), backbone(small), rtol=1e-3)
+    with pytest.raises(ValueError, match="uint8"):  # torch-fidelity's own input check is only lifted internally
+        clean(torch.rand(2, 3, 32, 32))
+
+
 def test_size_must_be_299(weights_file):
     with pytest.raises(ValueError, match="299"):
         InceptionV3Compat(weights_path=str(weights_file), size=224)

@@ -149,6 +149,15 @@ def test_bad_model_argument_in_suite_is_a_usage_error(capsys, tmp_path: Path) ->
     assert str(path) in line and "latent_size" in line and "latent_dim" in line
 
 
+def test_bad_resize_mode_in_suite_is_a_usage_error(capsys, tmp_path: Path) -> None:
+    path = tmp_path / "badresize.yaml"
+    data = tiny_suite()
+    data["eval"]["resize"] = "lanczos"
+    path.write_text(yaml.safe_dump(data))
+    line = run_error(["--suite", str(path)], capsys, tmp_path / "out")
+    assert str(path) in line and "eval" in line and "lanczos" in line and "clean" in line
+
+
 # ------------------------------------------------------------------------------------------------ end to end
 def tiny_suite() -> dict[str, Any]:
     digits = {"digits": {"image_size": 16, "batch_size": 32}}

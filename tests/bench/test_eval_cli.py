@@ -113,3 +113,33 @@ def test_unknown_metric_and_backbone(capsys, npz_pair) -> None:
     assert code == 2 and "nope" in err[0] and "fid, kid, is, prc" in err[0]
     code, _, err = _run(capsys, "--real", str(a), "--fake", str(b), "--backbone", "inception-v4")
     assert code == 2 and "efficientnet-lite0" in err[0]
+
+
+def test_resize_mode_is_applied_and_recorded(capsys, npz_pair, tmp_cache) -> None:
+    """``--resize clean`` changes the resize the backbone applies, the number, and the recorded protocol."""
+    a, b = npz_pair
+    common = ["--real", str(a), "--fake", str(b), "--metrics", "fid", "--json"]
+    results = {}
+    for mode in ("bilinear", "clean"):
+        code, out, _ = _run(capsys, *common, "--resize", mode)
+        assert code == 0
+        results[mode] = json.loads(out)
+        assert results[mode]["protocol"]["resize"] == f"{mode}-224"
+    assert results["bilinear"]["fid"] != pytest.approx(results["clean"]["fid"], rel=1e-3)
+
+
+def test_unknown_resize_mode_exits_2(capsys, npz_pair) -> None:
+    a, b = npz_pair
+    code, out, err = _run(capsys, "--real", str(a), "--fake", str(b), "--resize", "lanczos")
+    assert code == 2 and out == "" and len(err) == 1
+    assert "lanczos" in err[0] and "tf1-bilinear, bilinear, clean" in err[0]
+
+
+def test_help_names_every_resize_mode() -> None:
+    from bench.backbones.resize import RESIZE_MODES
+    from bench.cli import build_parser
+
+    eval_parser = build_parser()._subparsers._group_actions[0].choices["eval"]
+    help_text = eval_parser.format_help()
+    for mode in RESIZE_MODES:
+        assert mode in help_text
