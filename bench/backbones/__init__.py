@@ -1,6 +1,7 @@
 """Frozen feature networks for distribution metrics, registered in :data:`BACKBONES`."""
 
 from bench.backbones import efficientnet_lite0, inception_v3_compat  # noqa: F401  (registration)
+from bench.backbones import open_clip_backbone  # noqa: F401  (registration: clip-vit-b-32)
 from bench.backbones.base import BackboneWeightsError, FeatureBackbone
 from bench.backbones.registry import BACKBONES
 
