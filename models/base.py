@@ -85,7 +85,14 @@ class ImageGenerator(BenchModule):
 
 
 class AutoEncoder(ImageGenerator):
-    """A generator with an encoder: reconstructions and a likelihood bound."""
+    """A generator with an encoder: reconstructions and likelihood bounds.
+
+    Attributes:
+        likelihood: The decoder's observation model that ``elbo`` and ``nll`` are measured under ("bernoulli":
+            the Bernoulli surrogate on [0, 1] intensities, not a normalized density on 8-bit data).
+    """
+
+    likelihood: ClassVar[str] = "bernoulli"
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Deterministic reconstruction (posterior mean through the decoder mean), same shape as ``x`` in [0, 1]."""
@@ -94,6 +101,30 @@ class AutoEncoder(ImageGenerator):
     def elbo(self, x: torch.Tensor) -> torch.Tensor:
         """Evidence lower bound per image, (B,) in nats (higher is better)."""
         raise NotImplementedError
+
+    def nll(self, x: torch.Tensor, num_samples: int = 64, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Importance-sampled negative log-likelihood estimate per image, (B,) in nats (lower is better).
+
+        The IWAE bound (Burda et al., 2016): ``-log (1/K) Σ_k p(x, z_k) / q(z_k | x)`` with ``z_k ~ q(z | x)``,
+        an upper bound on -log p(x) that tightens as K grows; K = 1 is the negative single-sample ELBO. Call it
+        in eval mode (batch norm). Models with a deterministic posterior return ``-elbo(x)`` for every K.
+
+        Args:
+            x: (B, C, H, W) images in [0, 1] on the model's device.
+            num_samples: K, posterior samples per image.
+            generator: Source of the posterior noise (CPU generator); None uses the global RNG.
+        """
+        raise NotImplementedError
+
+    @staticmethod
+    def bits_per_dim(nats: torch.Tensor, image_shape: tuple[int, ...]) -> torch.Tensor:
+        """Nats per image → bits per dimension: ``nats / (C·H·W · ln 2)``."""
+        import math
+
+        num_dims = 1
+        for s in image_shape:
+            num_dims *= int(s)
+        return nats / (num_dims * math.log(2))
 
 
 class Classifier(BenchModule):

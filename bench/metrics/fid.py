@@ -3,8 +3,9 @@
 Written here rather than taken from torchmetrics' ``FrechetInceptionDistance`` because that class couples the
 statistics to its own feature extractor and image preprocessing, while the suite feeds cached features from any
 registered backbone. The statistics are float64 running sums (memory independent of N), reduced across
-processes by summation; the matrix square-root term is computed on a symmetric PSD matrix with ``eigh``, which
-cannot produce the complex values that ``scipy.linalg.sqrtm`` does on rank-deficient covariances.
+processes by summation; the matrix square-root term is computed from the eigenvalues of a symmetric PSD matrix
+(a Cholesky factor of one covariance, then ``eigvalsh``), which cannot produce the complex values that
+``scipy.linalg.sqrtm`` does on rank-deficient covariances.
 """
 
 from __future__ import annotations
@@ -18,20 +19,41 @@ from bench.metrics.base import BenchMetric, MetricContext
 from bench.metrics.registry import METRICS
 
 
-def _sqrtm_psd(mat: torch.Tensor) -> torch.Tensor:
-    """Square root of a symmetric positive semi-definite matrix (negative eigenvalues from round-off → 0)."""
-    eigvals, eigvecs = torch.linalg.eigh(mat)
-    return (eigvecs * eigvals.clamp(min=0).sqrt()) @ eigvecs.T
+def psd_factor(sigma: torch.Tensor) -> torch.Tensor:
+    """A factor B with sigma = B Bᵀ of a symmetric positive semi-definite matrix, in float64.
+
+    Cholesky when ``sigma`` is positive definite (fast, backward stable even when ill-conditioned). A
+    rank-deficient covariance (fewer samples than dimensions) has no Cholesky factor; then LAPACK's pivoted
+    Cholesky ``dpstrf`` (through scipy; torch has no binding) gives B of shape (D, r) with r the detected rank.
+
+    Args:
+        sigma: (D, D) symmetric PSD matrix.
+
+    Returns:
+        (D, D) lower-triangular factor, or (D, r) in the rank-deficient case, on ``sigma``'s device.
+    """
+    sigma = sigma.double()
+    factor, info = torch.linalg.cholesky_ex(sigma)
+    if int(info) == 0:
+        return factor
+    from scipy.linalg.lapack import dpstrf
+
+    c, piv, rank, _ = dpstrf(sigma.cpu().numpy(), lower=1)  # Pᵀ sigma P = L Lᵀ, L (D, rank) in tril(c)
+    lower = torch.from_numpy(c).tril()[:, :rank]
+    b = torch.empty_like(lower)
+    b[torch.from_numpy(piv).long() - 1] = lower  # undo the pivoting: sigma = (P L)(P L)ᵀ
+    return b.to(sigma.device)
 
 
 def trace_sqrt_product(sigma1: torch.Tensor, sigma2: torch.Tensor) -> torch.Tensor:
     """tr(sqrtm(sigma1 @ sigma2)) for covariance matrices, in float64.
 
-    sigma1 @ sigma2 is similar to S @ sigma2 @ S with S = sqrtm(sigma1), which is symmetric PSD, so the trace is
-    the sum of the square roots of its (real, non-negative) eigenvalues.
+    With sigma1 = B Bᵀ, sigma1 @ sigma2 has the same non-zero eigenvalues as Bᵀ sigma2 B, which is symmetric PSD:
+    the trace is the sum of the square roots of its (real, non-negative) eigenvalues. Only eigenvalues are needed
+    (``eigvalsh``), never eigenvectors, and no complex arithmetic, so rank-deficient covariances are handled.
     """
-    s1 = _sqrtm_psd(sigma1.double())
-    middle = s1 @ sigma2.double() @ s1
+    b = psd_factor(sigma1)  # (D, r)
+    middle = b.T @ sigma2.double() @ b  # (r, r)
     middle = (middle + middle.T) / 2  # symmetrize round-off
     return torch.linalg.eigvalsh(middle).clamp(min=0).sqrt().sum()
 

@@ -1,3 +1,3 @@
-"""VAE family models; importing this package registers them."""
+"""VAE family models; importing this package registers them (vae, beta-vae, info-vae, vq-vae)."""
 
-from models.vae import vae  # noqa: F401
+from models.vae import beta_vae, info_vae, vae, vq_vae  # noqa: F401

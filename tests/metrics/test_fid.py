@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from bench.metrics.base import MetricContext
-from bench.metrics.fid import FID, frechet_distance, moments_from_sums, trace_sqrt_product
+from bench.metrics.fid import FID, frechet_distance, moments_from_sums, psd_factor, trace_sqrt_product
 
 
 def scipy_fid(mu1, sigma1, mu2, sigma2) -> float:
@@ -36,6 +36,27 @@ def test_formula_matches_scipy(n):
     fid = frechet_distance(*t)
     assert fid.dtype == torch.float64
     assert fid.item() == pytest.approx(scipy_fid(mu1, s1, mu2, s2), rel=1e-6)
+
+
+@pytest.mark.parametrize("n", [500, 20, 1], ids=["full-rank", "rank-deficient", "zero"])
+def test_psd_factor_reconstructs_the_covariance(n):
+    """sigma = B Bᵀ; Cholesky (square) when positive definite, pivoted Cholesky (D, rank) otherwise."""
+    rng = np.random.default_rng(n)
+    sigma = np.cov(rng.standard_normal((n, 32)), rowvar=False) if n > 1 else np.zeros((32, 32))
+    b = psd_factor(torch.from_numpy(sigma))
+    assert b.dtype == torch.float64
+    assert b.shape == (32, min(max(n - 1, 0), 32))
+    np.testing.assert_allclose((b @ b.T).numpy(), sigma, atol=1e-10)
+
+
+def test_trace_one_rank_deficient_side():
+    """Only the first covariance rank-deficient (the factored one), then only the second: both equal scipy."""
+    rng = np.random.default_rng(7)
+    _, low = gaussian_stats(rng, 10, 48)
+    _, full = gaussian_stats(rng, 400, 48, scale=1.2)
+    for s1, s2 in ((low, full), (full, low)):
+        ref = np.trace(scipy.linalg.sqrtm(s1 @ s2).real)
+        assert trace_sqrt_product(torch.from_numpy(s1), torch.from_numpy(s2)).item() == pytest.approx(ref, rel=1e-6)
 
 
 def test_formula_float32_inputs_computed_in_float64():

@@ -1,0 +1,76 @@
+"""Full feature pipeline throughput as a fraction of the bare backbone forward, measured in the same run.
+
+* **bare**: the backbone network alone on tensors that are already resized, normalized and in its memory format
+  (``net.extract_features`` + global average pool, in the same micro-batches the backbone uses);
+* **pipeline**: what ``bench run`` / ``bench eval`` do per batch: float [0, 1] generated images → uint8
+  (:func:`bench.features.to_uint8`) → the backbone's resize and normalization → network → features, all through
+  :func:`bench.features.extract_features`, then ``FID.update`` (float64 running sums) on the features.
+
+Both see the same N images at the dataset's own size (Fashion-MNIST-like 1×28×28), batches of ``--batch``; the
+reported figure is pipeline images/s ÷ bare images/s (goal ≥ 0.9). Each measurement is the best of ``--reps``
+after one warm-up batch. Single process, torch threads as configured (``--threads``, default: torch's).
+
+Usage: python benchmarks/pipeline_throughput.py [--size 128] [--n 512] [--batch 128] [--resize bilinear clean]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from bench.backbones.build import build_backbone
+from bench.features import extract_features, iter_batches
+from bench.metrics.fid import FID
+
+
+def best_rate(fn, n: int, reps: int) -> float:
+    """Images per second of ``fn()`` (which processes ``n`` images), best of ``reps``."""
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return n / min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=128, help="backbone input side")
+    parser.add_argument("--n", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--resize", nargs="+", default=["bilinear", "clean"])
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(args.n, 1, 28, 28, generator=gen)  # (N, 1, 28, 28) float [0, 1], like a generator's output
+    print(f"efficientnet-lite0 at {args.size} px, N={args.n}, batch {args.batch}, torch threads {torch.get_num_threads()}")
+    for mode in args.resize:
+        backbone = build_backbone("efficientnet-lite0", size=args.size, resize=mode)
+        # Bare forward inputs prepared outside the timing: resized, normalized, channels_last.
+        prepared = [backbone.preprocess((b * 255).round().to(torch.uint8)) for b in iter_batches(images, args.batch)]
+
+        @torch.inference_mode()
+        def bare() -> None:
+            for x in prepared:
+                for part in x.split(8):  # the backbone's own CPU micro-batch
+                    backbone.net.extract_features(part).mean(dim=(2, 3))
+
+        def pipeline() -> None:
+            fid = FID(num_features=backbone.num_features)
+            feats = extract_features(backbone, iter_batches(images, args.batch), args.n, "bench")
+            fid.update(feats, real=False)
+
+        bare()  # warm-up (allocator, kernels)
+        rate_bare = best_rate(bare, args.n, args.reps)
+        rate_pipe = best_rate(pipeline, args.n, args.reps)
+        print(f"resize={mode:<12} bare {rate_bare:7.1f} img/s   pipeline {rate_pipe:7.1f} img/s   "
+              f"ratio {rate_pipe / rate_bare:.3f}")
+
+
+if __name__ == "__main__":
+    main()
