@@ -28,6 +28,7 @@ _REQUIRED_BASE = {
     "logits": ImageGenerator,
     "reconstruction": AutoEncoder,
     "classification": Classifier,
+    "likelihood": AutoEncoder,
 }
 
 
@@ -55,8 +56,10 @@ class Score:
 
 
 def applicable_metrics(model: BenchModule, metric_names: list[str] | tuple[str, ...]) -> list[str]:
-    """The metrics among ``metric_names`` that ``model``'s family can be scored on."""
-    return [m for m in metric_names if isinstance(model, _REQUIRED_BASE[METRICS.get(m).input_kind])]
+    """The metrics among ``metric_names`` that ``model``'s family can be scored on (a metric whose input kind the
+    evaluator does not feed, e.g. ``image_text``, applies to no model yet)."""
+    bases = [(m, _REQUIRED_BASE.get(METRICS.get(m).input_kind)) for m in metric_names]
+    return [m for m, base in bases if base is not None and isinstance(model, base)]
 
 
 def _sample_batches(model: ImageGenerator, n: int, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
@@ -111,6 +114,7 @@ class Evaluator:
             kid_subsets=self.spec.kid_subsets,
             kid_subset_size=self.spec.kid_subset_size,
             is_splits=self.spec.is_splits,
+            importance_samples=self.spec.nll_samples,
         )
         metrics: dict[str, BenchMetric] = {n: METRICS.get(n).build(ctx) for n in names}
         by_kind: dict[str, list[str]] = {}
@@ -159,6 +163,16 @@ class Evaluator:
                 for n in by_kind["reconstruction"]:
                     metrics[n].update(recon.cpu(), x.cpu())
             scores += [sc for n in by_kind["reconstruction"] for sc in self._scores(n, metrics[n], split, n_real)]
+
+        if "likelihood" in by_kind:
+            assert isinstance(model, AutoEncoder)
+            gen = torch.Generator().manual_seed(seed)  # posterior samples of the importance-sampled bound
+            images = tensors["image"][: self.spec.nll_images or None]
+            for x in iter_batches(images, self.spec.batch_size):
+                for n in by_kind["likelihood"]:
+                    nll = model.nll(x.to(model.device), num_samples=metrics[n].importance_samples, generator=gen)
+                    metrics[n].update(nll.cpu())
+            scores += [sc for n in by_kind["likelihood"] for sc in self._scores(n, metrics[n], split, len(images))]
 
         if "classification" in by_kind:
             assert isinstance(model, Classifier)

@@ -70,6 +70,9 @@ class EvalSpec:
         batch_size: Batch size of sampling and feature extraction.
         kid_subsets: KID subsets. kid_subset_size: KID subset size (clamped to the sample sizes).
         is_splits: Inception Score splits.
+        nll_samples: Importance samples per image of the ``nll-bpd`` bound.
+        nll_images: Score ``nll-bpd`` on the first this-many images of ``real_split`` (0: all of them); the
+            bound costs ``nll_samples`` decoder passes per image. Recorded as the row's ``n_real``.
     """
 
     backbone: str = "efficientnet-lite0"
@@ -81,6 +84,8 @@ class EvalSpec:
     kid_subsets: int = 100
     kid_subset_size: int = 1000
     is_splits: int = 10
+    nll_samples: int = 64
+    nll_images: int = 0
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,15 @@
 """Metrics, registered in :data:`METRICS` (torchmetrics classes with the suite's protocol declared)."""
 
-from bench.metrics import classification, fid, inception_score, kid, prc, reconstruction  # noqa: F401
-from bench.metrics import clip_score  # noqa: F401  (registration: clip-score)
+from bench.metrics import (  # noqa: F401  (registration)
+    classification,
+    clip_score,
+    fid,
+    inception_score,
+    kid,
+    likelihood,
+    prc,
+    reconstruction,
+)
 from bench.metrics.base import BenchMetric, MetricContext
 from bench.metrics.registry import METRICS
 

@@ -6,7 +6,11 @@ A registered metric is a torchmetrics :class:`~torchmetrics.Metric` that also mi
   - ``"features"``: ``update(features (N, D), real: bool)``, backbone features of real or generated images;
   - ``"logits"``: ``update(logits (N, K))``, backbone class logits of generated images (Inception Score);
   - ``"reconstruction"``: ``update(preds (N, C, H, W), target (N, C, H, W))`` in [0, 1];
-  - ``"classification"``: ``update(logits (N, K), target (N,))``.
+  - ``"classification"``: ``update(logits (N, K), target (N,))``;
+  - ``"likelihood"``: ``update(nll (N,))``, an autoencoder's importance-sampled NLL per image in nats
+    (``model.nll(x, num_samples=metric.importance_samples, generator=...)``);
+  - ``"image_text"``: ``update(cosine (N,))``, image–caption cosine similarities from a CLIP-style backbone
+    (text-conditional generators; the evaluator does not feed it yet).
 * ``compute()`` returns a scalar tensor, or a dict of named scalars (several result rows, e.g. precision and
   recall; a dict metric's ``higher_is_better`` applies to every value);
 * ``build(ctx)`` makes an instance from the facts of one evaluation (:class:`MetricContext`);
@@ -18,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-InputKind = Literal["features", "logits", "reconstruction", "classification"]
+InputKind = Literal["features", "logits", "reconstruction", "classification", "likelihood", "image_text"]
 #: Input kinds computed from a feature backbone's outputs on generated (and real) images.
 BACKBONE_INPUT_KINDS: tuple[str, ...] = ("features", "logits")
 
@@ -35,6 +39,7 @@ class MetricContext:
         kid_subsets: Number of KID subsets.
         kid_subset_size: Size of each KID subset (clamped to the sample sizes, with a warning).
         is_splits: Number of Inception Score splits.
+        importance_samples: Importance samples per image of likelihood bounds (``nll-bpd``).
     """
 
     image_shape: tuple[int, int, int] = (1, 8, 8)
@@ -44,6 +49,7 @@ class MetricContext:
     kid_subsets: int = 100
     kid_subset_size: int = 1000
     is_splits: int = 10
+    importance_samples: int = 64
 
 
 class BenchMetric:

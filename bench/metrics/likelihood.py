@@ -64,7 +64,7 @@ class NLLBitsPerDim(BenchMetric, Metric):
 
     @classmethod
     def build(cls, ctx: MetricContext) -> NLLBitsPerDim:
-        return cls(num_dims=math.prod(ctx.image_shape))
+        return cls(importance_samples=ctx.importance_samples, num_dims=math.prod(ctx.image_shape))
 
     def update(self, nll_nats: torch.Tensor, num_dims: int | None = None) -> None:
         """Adds per-image NLL estimates.

@@ -167,12 +167,13 @@ def tiny_suite() -> dict[str, Any]:
         "seeds": [0],
         "trainer": {"max_epochs": 1, "limit_train_batches": 2, "limit_val_batches": 1},
         # backbone_size 32 instead of 224: ~50x cheaper features on a 2-core CPU; the pipeline is the same
-        "eval": {"n_fake": 32, "batch_size": 32, "kid_subsets": 5, "kid_subset_size": 16, "is_splits": 4, "backbone_size": 32},
+        "eval": {"n_fake": 32, "batch_size": 32, "kid_subsets": 5, "kid_subset_size": 16, "is_splits": 4, "backbone_size": 32,
+                 "nll_samples": 2, "nll_images": 16},
         "tracks": [
             {
                 "name": "generation",
                 "primary_metric": "fid",
-                "metrics": ["fid", "kid", "is", "prc", "mse", "psnr", "ssim"],
+                "metrics": ["fid", "kid", "is", "prc", "mse", "psnr", "ssim", "nll-bpd"],
                 "datamodules": digits,
                 "models": {"dcgan": {"latent_dim": 8, "width": 8}, "vae": {"latent_dim": 4, "width": 8}},
             },
@@ -193,7 +194,7 @@ def tiny_suite() -> dict[str, Any]:
 EXPECTED_METRICS = {
     # a GAN has no reconstruction: mse/psnr/ssim are skipped for it; prc gives four rows
     "dcgan": {"fid", "kid", "is", "precision", "recall", "density", "coverage"},
-    "vae": {"fid", "kid", "is", "precision", "recall", "density", "coverage", "mse", "psnr", "ssim"},
+    "vae": {"fid", "kid", "is", "precision", "recall", "density", "coverage", "mse", "psnr", "ssim", "nll-bpd"},
     "early-fusion": {"accuracy", "f1-macro"},
     "unimodal-text": {"accuracy", "f1-macro"},
 }
@@ -256,7 +257,10 @@ def test_end_to_end_run_and_reproducibility(tmp_path: Path, cache_env: Path, cap
     family = dict(zip(results["model"], results["family"]))
     assert family == {m: MODELS.get(m).family for m in EXPECTED_METRICS}
     n_test = len(DATAMODULES.get("digits")(image_size=16).split_tensors("test")["label"])
-    assert (results["n_real"] == n_test).all()
+    nll = results["metric"] == "nll-bpd"
+    assert (results.loc[~nll, "n_real"] == n_test).all()
+    assert (results.loc[nll, "n_real"] == 16).all()  # eval.nll_images: the bound's images are recorded
+    assert results.loc[nll, "protocol"].str.contains("importance_samples=2").all()
     prc_values = {"precision", "recall", "density", "coverage"}  # the four rows of the registered `prc`
     for metric, higher in results.groupby("metric")["higher_is_better"].unique().items():
         registered = "prc" if metric in prc_values else metric
