@@ -125,4 +125,4 @@ class FID(BenchMetric, Metric):
         return frechet_distance(mu1, sigma1, mu2, sigma2)
 
     def protocol(self) -> str:
-        return "float64 moments,unbiased covariance,trace sqrt via eigh"
+        return "float64 moments,unbiased covariance,trace sqrt via cholesky+eigvalsh"
