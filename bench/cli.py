@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
-LISTS = ("suites", "models", "datamodules", "metrics", "backbones")
+LISTS = ("suites", "models", "datamodules", "metrics", "backbones", "fusions")
 
 
 class UsageError(Exception):
@@ -46,6 +46,10 @@ def _registry(kind: str):
         from bench.metrics import METRICS
 
         return METRICS
+    if kind == "fusions":
+        from models.fusion.operators import FUSIONS
+
+        return FUSIONS
     from bench.backbones import BACKBONES
 
     return BACKBONES
