@@ -23,10 +23,12 @@ from bench.metrics import METRICS
 from bench.suites import SUITES
 from datamodules import DATAMODULES
 from models import MODELS
+from models.fusion.operators import FUSIONS
 
 REPO = Path(__file__).resolve().parents[2]
 REGISTRIES = {
     "suites": SUITES, "models": MODELS, "datamodules": DATAMODULES, "metrics": METRICS, "backbones": BACKBONES,
+    "fusions": FUSIONS,
 }
 
 REQUIRED_COLUMNS = (
