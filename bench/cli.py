@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -147,6 +148,21 @@ def cmd_list(kind: str) -> int:
     return EXIT_OK
 
 
+def publish_markdown(md_path: Path, publish_dir: Path, suite_name: str) -> None:
+    """Copies the leaderboard Markdown to ``publish_dir/<suite>.md`` with the sample grids it links (first seeds)
+    copied to ``publish_dir/<suite>-samples/`` and the links rewritten to them."""
+    from bench.atomic import atomic_write_text
+
+    text = md_path.read_text()
+    prefix = f"{suite_name}-samples/"
+    for rel in sorted(set(re.findall(r"\]\((samples/[^)]+\.png)\)", text))):
+        target = publish_dir / prefix / rel.removeprefix("samples/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(md_path.parent / rel, target)
+        text = text.replace(f"]({rel})", f"]({prefix}{rel.removeprefix('samples/')})")
+    atomic_write_text(publish_dir / f"{suite_name}.md", text)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -190,7 +206,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.publish is not None:
         args.publish.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(outcome.leaderboard_csv, args.publish / f"{spec.name}.csv")
-        shutil.copyfile(outcome.leaderboard_md, args.publish / f"{spec.name}.md")
+        publish_markdown(outcome.leaderboard_md, args.publish, spec.name)
         shutil.copyfile(outcome.results_csv, args.publish / f"{spec.name}-results.csv")
     failed = outcome.status_counts.get("failed", 0)
     if args.json:

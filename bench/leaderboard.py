@@ -15,7 +15,7 @@ from bench.spec import SuiteSpec
 RESULT_COLUMNS = (
     "suite", "track", "family", "model", "datamodule", "seed", "metric", "value", "higher_is_better",
     "backbone", "backbone_sha256", "n_real", "n_fake", "resize", "split", "protocol", "params",
-    "config_hash", "git_commit", "torch_version", "lightning_version", "timestamp", "wall_s", "status", "message",
+    "config_hash", "git_commit", "torch_version", "lightning_version", "timestamp", "wall_s", "peak_mem_mb", "status", "message",
 )
 _KEYS = ["track", "family", "model", "datamodule"]
 
@@ -43,7 +43,7 @@ def aggregate(results: pd.DataFrame, spec: SuiteSpec) -> pd.DataFrame:
     runs = results.drop_duplicates(_KEYS + ["seed"])
     ok = results[results["status"] == "ok"]
     table = runs.groupby(_KEYS, sort=False).agg(
-        params=("params", "first"), wall_s_mean=("wall_s", "mean"),
+        params=("params", "first"), wall_s_mean=("wall_s", "mean"), peak_mem_mb_max=("peak_mem_mb", "max"),
     ).reset_index()
     status = runs.groupby(_KEYS, sort=False)["status"].agg(
         lambda s: "ok" if (s == "ok").all() else ", ".join(f"{n} {k}" for k, n in s.value_counts().items())
@@ -66,7 +66,7 @@ def aggregate(results: pd.DataFrame, spec: SuiteSpec) -> pd.DataFrame:
         ordered.append(part)
     table = pd.concat(ordered, ignore_index=True) if ordered else table
     metric_cols = sorted(c for c in table.columns if c.endswith(("_mean", "_std")) and c != "wall_s_mean")
-    return table[_KEYS + ["params", "n_seeds", "status"] + metric_cols + ["wall_s_mean"]]
+    return table[_KEYS + ["params", "n_seeds", "status"] + metric_cols + ["wall_s_mean", "peak_mem_mb_max"]]
 
 
 def _higher_is_better(results: pd.DataFrame, metric: str) -> bool:
@@ -88,8 +88,14 @@ def _fmt(mean: float, std: float) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def to_markdown(table: pd.DataFrame, results: pd.DataFrame, spec: SuiteSpec, command: str, env: dict[str, Any]) -> str:
-    """The leaderboard as Markdown: one table per track, then the protocol and the command that made it."""
+def to_markdown(table: pd.DataFrame, results: pd.DataFrame, spec: SuiteSpec, command: str, env: dict[str, Any],
+                samples: dict[tuple[str, str, str], str] | None = None) -> str:
+    """The leaderboard as Markdown: one table per track, then the protocol and the command that made it.
+
+    Args:
+        samples: Relative path of a sample grid (PNG) per (track, model, datamodule), linked from the table.
+    """
+    samples = samples or {}
     lines = [f"# Leaderboard: suite `{spec.name}`", "", spec.description.strip(), "",
              f"Reproduce with: `{command}`", ""]
     for track in spec.tracks:
@@ -100,13 +106,19 @@ def to_markdown(table: pd.DataFrame, results: pd.DataFrame, spec: SuiteSpec, com
         metrics = [m for m in named if f"{m}_mean" in part]
         arrows = {m: "↑" if _higher_is_better(results, m) else "↓" for m in named}
         lines += [f"## Track `{track.name}` (ranked by {track.primary_metric} {arrows[track.primary_metric]})", ""]
-        header = ["model", "family", "datamodule", "params", "seeds"] + [f"{m} {arrows[m]}" for m in metrics] + ["wall s", "status"]
+        has_samples = any(key[0] == track.name for key in samples)
+        header = ["model", "family", "datamodule", "params", "seeds"] + [f"{m} {arrows[m]}" for m in metrics]
+        header += ["wall s", "peak MiB", "status"] + (["samples"] if has_samples else [])
         lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         for _, row in part.iterrows():
             params = "–" if pd.isna(row["params"]) else f"{int(row['params']):,}"
             cells = [row["model"], row["family"], row["datamodule"], params, str(row["n_seeds"])]
             cells += [_fmt(row[f"{m}_mean"], row.get(f"{m}_std")) for m in metrics]
-            cells += [f"{row['wall_s_mean']:.1f}", row["status"]]
+            peak = "–" if pd.isna(row["peak_mem_mb_max"]) else f"{row['peak_mem_mb_max']:.0f}"
+            cells += [f"{row['wall_s_mean']:.1f}", peak, row["status"]]
+            if has_samples:
+                grid = samples.get((track.name, row["model"], row["datamodule"]))
+                cells.append(f"[grid]({grid})" if grid else "–")
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
         lines.append("")
         proto = results[(results["track"] == track.name) & (results["status"] == "ok")]
@@ -125,7 +137,9 @@ def to_markdown(table: pd.DataFrame, results: pd.DataFrame, spec: SuiteSpec, com
             lines.append("")
     lines += [
         "Values are mean ± sample std over seeds "
-        f"({', '.join(map(str, spec.seeds))}); each seed trains from scratch and seeds sampling and metric randomness.",
+        f"({', '.join(map(str, spec.seeds))}); each seed trains from scratch and seeds sampling and metric randomness. "
+        "`wall s` is the mean wall time of a run (training + scoring); `peak MiB` the largest peak memory over its "
+        "seeds (process RSS on CPU, allocated memory on CUDA); sample grids show 64 samples of the first seed's model.",
         "",
         f"Environment: git `{env['git_commit']}`, Python {env['python']}, torch {env['packages']['torch']}, "
         f"lightning {env['packages']['lightning']}, torchmetrics {env['packages']['torchmetrics']}, "

@@ -26,19 +26,20 @@ from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from rich.console import Console
 
-from bench.atomic import atomic_write_text
+from bench.atomic import atomic_write, atomic_write_text
 from bench.backbones import FeatureBackbone
 from bench.backbones.build import build_backbone
 from bench.callbacks import DivergenceMonitor
 from bench.evaluate import Evaluator, applicable_metrics
 from bench.hashing import config_hash
+from bench.memory import PeakMemory
 from bench.leaderboard import aggregate, results_frame, to_markdown, write_leaderboard, write_results
 from bench.metrics import METRICS
 from bench.metrics.base import BACKBONE_INPUT_KINDS
 from bench.provenance import environment_info, git_commit, package_version, utc_now
 from bench.spec import EvalSpec, SpecError, SuiteSpec, TrackSpec
 from datamodules import DATAMODULES, BenchDataModule
-from models import MODELS, BenchModule
+from models import MODELS, BenchModule, ImageGenerator
 
 
 @dataclass
@@ -181,6 +182,23 @@ def _trainer(track: TrackSpec, model: BenchModule, opts: RunOptions, log_name: s
     )
 
 
+SAMPLE_GRID_SIZE = 64
+
+
+@torch.no_grad()
+def save_sample_grid(model: ImageGenerator, path: Path, seed: int) -> None:
+    """Saves an 8×8 PNG grid of ``model``'s samples (drawn with ``seed``) to ``path``."""
+    from torchvision.utils import make_grid
+    from PIL import Image
+
+    model.eval()
+    images = model.sample(SAMPLE_GRID_SIZE, generator=torch.Generator().manual_seed(seed)).float().cpu()  # (64, C, H, W)
+    grid = make_grid(images.clamp(0, 1), nrow=8, padding=2, pad_value=1.0)  # (3, H', W') in [0, 1]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = grid.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    atomic_write(path, lambda f: Image.fromarray(array).save(f, format="PNG"), mode="wb")
+
+
 def run_one(
     spec: SuiteSpec,
     track: TrackSpec,
@@ -208,30 +226,50 @@ def run_one(
     start = time.perf_counter()
     pl.seed_everything(seed, workers=True, verbose=False)
     model: BenchModule | None = None
+    memory = PeakMemory("cuda" if opts.accelerator == "gpu" else "cpu")
     try:
-        model = _build_model(model_name, model_args, dm, spec.source)
-        trainer = _trainer(track, model, opts, f"{track.name}/{model_name}-{dm_name}", seed)
-        trainer.fit(model, datamodule=dm)
-        if model.diverged:
-            status, message, scores = "diverged", model.divergence_message, []
-        else:
-            scores = evaluator.evaluate(model, dm, seed)
-            bad = [s.metric for s in scores if not math.isfinite(s.value)]
-            status, message = ("diverged", f"non-finite {', '.join(bad)}") if bad else ("ok", "")
-            weights = opts.out_dir / "weights" / track.name / f"{model_name}-{dm_name}-seed{seed}.pt"
+        with memory:
+            model = _build_model(model_name, model_args, dm, spec.source)
+            trainer = _trainer(track, model, opts, f"{track.name}/{model_name}-{dm_name}", seed)
+            trainer.fit(model, datamodule=dm)
+            if model.diverged:
+                status, message, scores = "diverged", model.divergence_message, []
+            else:
+                scores = evaluator.evaluate(model, dm, seed)
+                bad = [s.metric for s in scores if not math.isfinite(s.value)]
+                status, message = ("diverged", f"non-finite {', '.join(bad)}") if bad else ("ok", "")
+        if status == "ok":
+            stem = f"{track.name}/{model_name}-{dm_name}-seed{seed}"
+            weights = opts.out_dir / "weights" / f"{stem}.pt"
             weights.parent.mkdir(parents=True, exist_ok=True)
             model.save_weights(weights)
+            if isinstance(model, ImageGenerator):
+                save_sample_grid(model, opts.out_dir / "samples" / f"{stem}.png", seed)
     except Exception as err:  # one broken run must not stop the suite; it is recorded with its reason
         status, message, scores = "failed", f"{type(err).__name__}: {err}".replace("\n", " ")[:500], []
     wall = time.perf_counter() - start
     family = model.family if model is not None else MODELS.get(model_name).family
     params = model.num_parameters() if model is not None else None
     common = {**base, "family": family, "params": params, "timestamp": utc_now(), "wall_s": round(wall, 3),
-              "status": status, "message": message}
+              "peak_mem_mb": round(memory.peak_mb, 1), "status": status, "message": message}
     if scores:
         return [{**common, **empty, **dataclasses.asdict(s)} for s in scores]
     names = applicable_metrics(model, track.metrics) if model is not None else list(track.metrics)
     return [{**common, **empty, "metric": m, "higher_is_better": METRICS.get(m).higher_is_better} for m in names]
+
+
+def sample_grids(out: Path, spec: SuiteSpec) -> dict[tuple[str, str, str], str]:
+    """The first seed's sample grid (path relative to ``out``) per (track, model, datamodule) that has one."""
+    grids = {}
+    for track in spec.tracks:
+        for dm_name in track.datamodules:
+            for model_name in track.models:
+                for seed in spec.seeds:
+                    rel = f"samples/{track.name}/{model_name}-{dm_name}-seed{seed}.png"
+                    if (out / rel).exists():
+                        grids[(track.name, model_name, dm_name)] = rel
+                        break
+    return grids
 
 
 def run_suite(spec: SuiteSpec, opts: RunOptions) -> SuiteOutcome:
@@ -271,7 +309,7 @@ def run_suite(spec: SuiteSpec, opts: RunOptions) -> SuiteOutcome:
 
     results = results_frame(rows)
     table = aggregate(results, spec)
-    markdown = to_markdown(table, results, spec, opts.command, env)
+    markdown = to_markdown(table, results, spec, opts.command, env, sample_grids(out, spec))
     lb_csv, lb_md = write_leaderboard(table, markdown, out)
     runs = results.drop_duplicates(["track", "model", "datamodule", "seed"])
     return SuiteOutcome(

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 from bench.backbones import BACKBONES
 from bench.cli import main
@@ -299,14 +300,31 @@ def test_end_to_end_run_and_reproducibility(tmp_path: Path, cache_env: Path, cap
         assert (out / name).is_file(), name
     assert yaml.safe_load((out / "suite.yaml").read_text())["seeds"] == [0, 1]
     assert "packages" in json.loads((out / "environment.json").read_text())
-    assert "## Track `generation`" in (out / "leaderboard.md").read_text()
+    markdown = (out / "leaderboard.md").read_text()
+    assert "## Track `generation`" in markdown
     assert not list(out.glob(".*.tmp")), "temporary files left behind"
+    assert (results["peak_mem_mb"] > 0).all() and (board["peak_mem_mb_max"] > 0).all()
+
+    # --- a PNG sample grid per generator run, the first seed's linked from the Markdown
+    for model in ("dcgan", "vae"):
+        for seed in (0, 1):
+            grid = out / "samples" / "generation" / f"{model}-digits-seed{seed}.png"
+            with Image.open(grid) as img:
+                assert img.size == (8 * 16 + 9 * 2, 8 * 16 + 9 * 2)  # 8×8 images of 16 px, 2-px padding
+        assert f"[grid](samples/generation/{model}-digits-seed0.png)" in markdown
+    assert not (out / "samples" / "fusion").exists()  # classifiers draw no samples
     cached = sorted(cache_env.glob("*.pt"))
     assert cached, "real features were not cached"
 
     # --- reproducibility: the same command into another folder gives the same numbers
-    code2, _, out2 = run_suite_cli(data, tmp_path, "second", capsys, ["--seeds", "0,1"])
+    publish = tmp_path / "published"
+    code2, _, out2 = run_suite_cli(data, tmp_path, "second", capsys, ["--seeds", "0,1", "--publish", str(publish)])
     assert code2 == 0
+    published_md = (publish / "tiny.md").read_text()
+    for model in ("dcgan", "vae"):  # the linked grids travel with the published Markdown
+        assert f"[grid](tiny-samples/generation/{model}-digits-seed0.png)" in published_md
+        assert (publish / "tiny-samples" / "generation" / f"{model}-digits-seed0.png").is_file()
+    assert "](samples/" not in published_md
     assert sorted(cache_env.glob("*.pt")) == cached, "the second run did not reuse the cached real features"
     again = pd.read_csv(out2 / "results.csv")
     assert list(zip(again["model"], again["seed"], again["metric"])) == list(
@@ -355,6 +373,7 @@ def test_failed_run_is_recorded_with_exit_code_1(tmp_path: Path, cache_env: Path
     data["tracks"][1]["models"] = {"unimodal-text": {"d_model": 16, "n_layers": 1}}
     publish = tmp_path / "published"
     code, payload, out = run_suite_cli(data, tmp_path, "fail", capsys, ["--publish", str(publish)])
+    assert not (out / "samples").exists()  # a failed generator saves no sample grid
     assert code == 1  # the suite ran, but a run failed
     assert payload["status_counts"] == {"ok": 1, "failed": 1}
     results = pd.read_csv(out / "results.csv")
