@@ -7,7 +7,6 @@ the same file, so the real (downloaded) weights are never needed and nothing tou
 import hashlib
 import urllib.error
 from pathlib import Path
-from unittest import mock
 
 import pytest
 import torch
@@ -30,29 +29,8 @@ def _images(shape: tuple[int, ...], seed: int) -> torch.Tensor:  # uint8 (B, C, 
 
 
 @pytest.fixture(scope="module")
-def weights_file(tmp_path_factory) -> Path:
-    """A random-init state dict of torch-fidelity's Inception (its constructor's weight loading stubbed out)."""
-    torch.manual_seed(0)
-    with (
-        mock.patch.object(tfi, "load_state_dict_from_url", lambda *a, **k: {}),
-        mock.patch.object(tfi.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None),
-    ):
-        net = tfi.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
-    # PyTorch's default conv init shrinks the signal ~6x per layer, so deep features of a default-init network
-    # do not depend on the image; He init and near-identity BatchNorm (non-trivial running statistics, so the
-    # eval-mode BN with eps 1e-3 is exercised) keep them image-dependent.
-    for module in net.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-        elif isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.normal_(0, 0.05)
-            module.running_var.uniform_(0.8, 1.25)
-            module.weight.data.uniform_(0.8, 1.2)
-            module.bias.data.normal_(0, 0.05)
-    state = net.state_dict()
-    path = tmp_path_factory.mktemp("inception") / "random-inception.pth"
-    torch.save(state, path)
-    return path
+def weights_file(inception_weights_file) -> Path:
+    return inception_weights_file  # tests/conftest.py: a random-init torch-fidelity state dict saved to a file
 
 
 @pytest.fixture(scope="module")
