@@ -1,14 +1,16 @@
-"""Peak memory of accumulating metric states: FID (running sums) vs KID and PRC (which keep every feature).
+"""Peak memory of accumulating metric states: FID (running sums) vs KID, IS and PRC (which keep every input).
 
 Each configuration (metric × N) runs in a fresh Python process (this script re-invoked with ``--child``), so
 one measurement's allocations cannot hide another's. The child builds the metric, then reads
 ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (peak resident set size, KiB on Linux) before and after feeding
-N real and N generated features of dimension D in batches of 500 (``update`` only; ``compute`` is not called).
+N real and N generated features of dimension D in batches of 500 (IS: the logits of N generated images, K = 1008,
+Inception's) (``update`` only; ``compute`` is not called).
 The growth of the peak is the memory the states and the update path needed. Batches are drawn inside the
 child, one at a time, so the inputs themselves add at most one batch.
 
 Expected: FID's growth is ~independent of N (float64 sums of size D and D×D per set: 2 × 32 MiB at D=2048);
-KID keeps float64 copies of every feature (2 × N × D × 8 bytes: ~625 MiB at N=20k) and PRC float32 ones.
+KID keeps float64 copies of every feature (2 × N × D × 8 bytes: ~625 MiB at N=20k), PRC float32 ones, IS the
+logits (N × K; the splits need all of them).
 
 Usage: python benchmarks/metric_memory.py [--ns 1000 20000] [--dim 2048] [--batch 500]
 """
@@ -24,7 +26,8 @@ from pathlib import Path
 
 import torch
 
-METRICS = ("fid", "kid", "prc")
+METRICS = ("fid", "kid", "is", "prc")
+IS_CLASSES = 1008  # inception-v3-compat's logits_unbiased
 
 
 def child(metric_name: str, n: int, dim: int, batch: int) -> dict[str, float]:
@@ -36,9 +39,13 @@ def child(metric_name: str, n: int, dim: int, batch: int) -> dict[str, float]:
     gen = torch.Generator().manual_seed(0)
     torch.randn(batch, dim, generator=gen)  # warm the allocator / RNG paths outside the measurement
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    for real in (True, False):
+    if metric.input_kind == "logits":  # IS: logits of the N generated images only
         for start in range(0, n, batch):
-            metric.update(torch.randn(min(batch, n - start), dim, generator=gen), real=real)  # (b, D) float32
+            metric.update(torch.randn(min(batch, n - start), IS_CLASSES, generator=gen))  # (b, K) float32
+    else:
+        for real in (True, False):
+            for start in range(0, n, batch):
+                metric.update(torch.randn(min(batch, n - start), dim, generator=gen), real=real)  # (b, D) float32
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"before_mib": before / 1024, "after_mib": after / 1024, "growth_mib": (after - before) / 1024}
 
