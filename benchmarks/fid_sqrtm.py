@@ -1,4 +1,4 @@
-"""Speed and agreement of the suite's eigh-based tr(sqrtm(Σ1 Σ2)) against scipy.linalg.sqrtm.
+"""Speed and agreement of the suite's tr(sqrtm(Σ1 Σ2)) (Cholesky + eigvalsh) against scipy.linalg.sqrtm.
 
 For each dimension d and each covariance kind (full rank: estimated from 1.5 d samples; rank deficient: from
 d / 4 samples) two random covariances are drawn and both implementations run on the same float64 matrices:
@@ -11,7 +11,7 @@ cores, so that size defaults to one repetition), the speed ratio scipy / ours, a
 the trace and of the full FID (bench.metrics.fid.frechet_distance against the scipy formula).
 
 Both libraries run single-threaded by default (``--threads``): on a small shared machine torch's OpenMP pool
-slows ``eigh`` down tens of times when another process holds a core, which would make the ratio meaningless.
+slows LAPACK calls down tens of times when another process holds a core, which would make the ratio meaningless.
 
 Usage: python benchmarks/fid_sqrtm.py [--dims 512 2048] [--reps 3] [--reps-large 1] [--threads 1]
 """
