@@ -60,10 +60,13 @@ class TokenEncoder(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # (B, T, d) -> (B, d)
+    def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:  # (B, T, d) -> (B, 1 + T, d)
+        """Every output token, normalized; position 0 is the [CLS] token."""
         cls = self.cls.expand(tokens.shape[0], -1, -1)  # (B, 1, d)
-        out = self.encoder(torch.cat([cls, tokens], dim=1))  # (B, 1 + T, d)
-        return self.norm(out[:, 0])
+        return self.norm(self.encoder(torch.cat([cls, tokens], dim=1)))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # (B, T, d) -> (B, d)
+        return self.forward_tokens(tokens)[:, 0]
 
 
 class EarlyConcatFusion(nn.Module):
