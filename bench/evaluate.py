@@ -16,9 +16,11 @@ import torch
 from rich.console import Console
 
 from bench.backbones.base import FeatureBackbone
+from bench.corruptions import add_noise, drop_modality
 from bench.features import cached_real_features, extract_features, iter_batches, real_cache_key
 from bench.metrics import METRICS, BenchMetric, MetricContext
 from bench.metrics.base import BACKBONE_INPUT_KINDS
+from bench.metrics.robustness import conditions
 from bench.spec import EvalSpec
 from datamodules.base import BenchDataModule
 from models.base import AutoEncoder, BenchModule, Classifier, ImageGenerator
@@ -29,6 +31,7 @@ _REQUIRED_BASE = {
     "reconstruction": AutoEncoder,
     "classification": Classifier,
     "likelihood": AutoEncoder,
+    "robustness": Classifier,
 }
 
 
@@ -115,6 +118,7 @@ class Evaluator:
             kid_subset_size=self.spec.kid_subset_size,
             is_splits=self.spec.is_splits,
             importance_samples=self.spec.nll_samples,
+            modalities=data_spec.modalities,
         )
         metrics: dict[str, BenchMetric] = {n: METRICS.get(n).build(ctx) for n in names}
         by_kind: dict[str, list[str]] = {}
@@ -181,6 +185,21 @@ class Evaluator:
                 for n in by_kind["classification"]:
                     metrics[n].update(logits, batch["label"])
             scores += [sc for n in by_kind["classification"] for sc in self._scores(n, metrics[n], split, n_real)]
+
+        if "robustness" in by_kind:
+            assert isinstance(model, Classifier)
+            for i, (name, kind, modality, level) in enumerate(conditions(data_spec.modalities)):
+                # The same corrupted test set for every model and seed: the noise seed depends on the condition only.
+                gen = torch.Generator().manual_seed(10_000 + i)
+                for batch in loader:
+                    if kind == "drop":
+                        batch = drop_modality(batch, modality)
+                    elif kind == "noise":
+                        batch = add_noise(batch, modality, level, data_spec.vocab_size, generator=gen)
+                    logits = model.predict_logits({k: v.to(model.device) for k, v in batch.items()}).cpu()
+                    for n in by_kind["robustness"]:
+                        metrics[n].update(name, logits, batch["label"])
+            scores += [sc for n in by_kind["robustness"] for sc in self._scores(n, metrics[n], split, n_real)]
         return scores
 
     @staticmethod

@@ -9,6 +9,7 @@ from bench.metrics import (  # noqa: F401  (registration)
     likelihood,
     prc,
     reconstruction,
+    robustness,
 )
 from bench.metrics.base import BenchMetric, MetricContext
 from bench.metrics.registry import METRICS

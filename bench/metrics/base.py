@@ -9,6 +9,8 @@ A registered metric is a torchmetrics :class:`~torchmetrics.Metric` that also mi
   - ``"classification"``: ``update(logits (N, K), target (N,))``;
   - ``"likelihood"``: ``update(nll (N,))``, an autoencoder's importance-sampled NLL per image in nats
     (``model.nll(x, num_samples=metric.importance_samples, generator=...)``);
+  - ``"robustness"``: ``update(condition, logits (N, K), target (N,))``, a classifier's logits on the test split
+    under each corruption condition of :func:`bench.metrics.robustness.conditions`;
   - ``"image_text"``: ``update(cosine (N,))``, image–caption cosine similarities from a CLIP-style backbone
     (text-conditional generators; the evaluator does not feed it yet).
 * ``compute()`` returns a scalar tensor, or a dict of named scalars (several result rows, e.g. precision and
@@ -22,7 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-InputKind = Literal["features", "logits", "reconstruction", "classification", "likelihood", "image_text"]
+InputKind = Literal[
+    "features", "logits", "reconstruction", "classification", "likelihood", "robustness", "image_text"
+]
 #: Input kinds computed from a feature backbone's outputs on generated (and real) images.
 BACKBONE_INPUT_KINDS: tuple[str, ...] = ("features", "logits")
 
@@ -40,6 +44,7 @@ class MetricContext:
         kid_subset_size: Size of each KID subset (clamped to the sample sizes, with a warning).
         is_splits: Number of Inception Score splits.
         importance_samples: Importance samples per image of likelihood bounds (``nll-bpd``).
+        modalities: The dataset's input modalities (robustness conditions).
     """
 
     image_shape: tuple[int, int, int] = (1, 8, 8)
@@ -50,6 +55,7 @@ class MetricContext:
     kid_subset_size: int = 1000
     is_splits: int = 10
     importance_samples: int = 64
+    modalities: tuple[str, ...] = ("image",)
 
 
 class BenchMetric:
