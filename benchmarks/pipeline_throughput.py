@@ -8,7 +8,7 @@
 
 Both see the same N images at the dataset's own size (Fashion-MNIST-like 1×28×28), batches of ``--batch``; the
 reported figure is pipeline images/s ÷ bare images/s (goal ≥ 0.9). Each measurement is the best of ``--reps``
-after one warm-up batch. Single process, torch threads as configured (``--threads``, default: torch's).
+after one warm-up pass of each, the two interleaved. Single process, torch threads as configured (``--threads``, default: torch's).
 
 Usage: python benchmarks/pipeline_throughput.py [--size 128] [--n 512] [--batch 128] [--resize bilinear clean]
 """
@@ -25,14 +25,16 @@ from bench.features import extract_features, iter_batches
 from bench.metrics.fid import FID
 
 
-def best_rate(fn, n: int, reps: int) -> float:
-    """Images per second of ``fn()`` (which processes ``n`` images), best of ``reps``."""
-    times = []
+def best_rates(fns: list, n: int, reps: int) -> list[float]:
+    """Images per second of each ``fn()`` (each processes ``n`` images), best of ``reps``; the functions are
+    interleaved within every repetition so that drifts of the machine's speed hit them alike."""
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return n / min(times)
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            times[i].append(time.perf_counter() - start)
+    return [n / min(t) for t in times]
 
 
 def main() -> None:
@@ -66,8 +68,8 @@ def main() -> None:
             fid.update(feats, real=False)
 
         bare()  # warm-up (allocator, kernels)
-        rate_bare = best_rate(bare, args.n, args.reps)
-        rate_pipe = best_rate(pipeline, args.n, args.reps)
+        pipeline()
+        rate_bare, rate_pipe = best_rates([bare, pipeline], args.n, args.reps)
         print(f"resize={mode:<12} bare {rate_bare:7.1f} img/s   pipeline {rate_pipe:7.1f} img/s   "
               f"ratio {rate_pipe / rate_bare:.3f}")
 
