@@ -76,7 +76,7 @@ def make_row(track: str, family: str, model: str, datamodule: str, seed: int, me
         "n_real": 358, "n_fake": 32 if features else None, "resize": "bilinear-224" if features else "",
         "split": "test", "protocol": "", "params": 1000 + len(model), "config_hash": f"hash-{model}",
         "git_commit": "0" * 40, "torch_version": "2.x", "lightning_version": "2.x",
-        "timestamp": "2024-01-01T00:00:00+00:00", "wall_s": 1.0 + seed, "status": status,
+        "timestamp": "2024-01-01T00:00:00+00:00", "wall_s": 1.0 + seed, "peak_mem_mb": 100.0 + seed, "status": status,
         "message": "" if status == "ok" else f"{status} on purpose",
     }
 
@@ -133,7 +133,7 @@ def test_one_row_per_model_and_datamodule(table: pd.DataFrame) -> None:
     keys = list(zip(table["track"], table["model"], table["datamodule"]))
     assert len(keys) == len(set(keys)) == len(RUNS)
     assert set(keys) == {(k[0], k[2], k[3]) for k in RUNS}
-    expected = {"track", "family", "model", "datamodule", "params", "n_seeds", "status", "wall_s_mean"}
+    expected = {"track", "family", "model", "datamodule", "params", "n_seeds", "status", "wall_s_mean", "peak_mem_mb_max"}
     assert expected <= set(table.columns)
 
 
@@ -188,9 +188,10 @@ def test_ranking_with_nan_last_in_higher_is_better_track(results: pd.DataFrame) 
     assert list(fusion["model"]) == ["late-fusion", "early-fusion", "unimodal-text", "unimodal-image"]
 
 
-def test_wall_time_and_params(table: pd.DataFrame) -> None:
+def test_wall_time_peak_memory_and_params(table: pd.DataFrame) -> None:
     row = row_of(table, "vae")
     assert row["wall_s_mean"] == pytest.approx(np.mean([1.0, 2.0, 3.0]))
+    assert row["peak_mem_mb_max"] == pytest.approx(102.0)  # the largest over the seeds 0, 1, 2
     assert row["params"] == 1000 + len("vae")
 
 
