@@ -32,8 +32,8 @@ from bench.backbones.build import build_backbone
 from bench.callbacks import DivergenceMonitor
 from bench.evaluate import Evaluator, applicable_metrics
 from bench.hashing import config_hash
-from bench.memory import PeakMemory
 from bench.leaderboard import aggregate, results_frame, to_markdown, write_leaderboard, write_results
+from bench.memory import PeakMemory
 from bench.metrics import METRICS
 from bench.metrics.base import BACKBONE_INPUT_KINDS
 from bench.provenance import environment_info, git_commit, package_version, utc_now
@@ -100,7 +100,7 @@ def _build_model(name: str, args: dict[str, Any], dm: BenchDataModule, where: st
 
 def prepare(
     spec: SuiteSpec, backbone_weights: Path | None = None
-) -> tuple[dict[str, BenchDataModule], dict[tuple[str, int | None], FeatureBackbone]]:
+) -> tuple[dict[str, BenchDataModule], dict[tuple[str, int | None, str | None], FeatureBackbone]]:
     """Loads every datamodule and backbone and builds every model once, so configuration errors surface first.
 
     Args:
