@@ -6,18 +6,15 @@ The backbone side (cosines from an open_clip model) is tested in tests/backbones
 from __future__ import annotations
 
 import math
-import os
-import socket
 import warnings
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from bench.metrics import METRICS, BenchMetric
 from bench.metrics.base import MetricContext
 from bench.metrics.clip_score import CLIPScore, clip_score, clip_score_per_sample
+from tests.distributed import run_on_gloo_ranks
 
 
 def _embeddings(seed: int, n: int = 40, e: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
@@ -147,27 +144,15 @@ def test_empty_compute_and_shape_mismatch_rejected() -> None:
 
 # ---- DDP: two gloo ranks equal one process ----
 
-def _worker(rank: int, world: int, port: int, queue) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        cos = _cosine(*_embeddings(2, n=30))
-        part = slice(rank * 30 // world, (rank + 1) * 30 // world)
-        metric = CLIPScore()
-        metric.update(cos[part], num_truncated=rank + 1)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            mean = metric.compute().item()
-        if rank == 0:
-            queue.put((mean, metric.last_std.item(), metric.last_num_truncated, metric.protocol()))
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _ranked_clip_score(rank: int, world: int) -> tuple[float, float, int, str]:
+    cos = _cosine(*_embeddings(2, n=30))
+    part = slice(rank * 30 // world, (rank + 1) * 30 // world)
+    metric = CLIPScore()
+    metric.update(cos[part], num_truncated=rank + 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mean = metric.compute().item()
+    return mean, metric.last_std.item(), metric.last_num_truncated, metric.protocol()
 
 
 @pytest.mark.slow
@@ -176,15 +161,6 @@ def test_two_ranks_equal_one_process() -> None:
     metric = CLIPScore()
     metric.update(_cosine(*_embeddings(2, n=30)))
     expected = metric.compute().item(), metric.last_std.item()
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(r, 2, port, queue)) for r in range(2)]
-    for p in procs:
-        p.start()
-    mean, std, truncated, protocol = queue.get(timeout=120)
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    mean, std, truncated, protocol = run_on_gloo_ranks(_ranked_clip_score)
     assert mean == pytest.approx(expected[0], rel=1e-12) and std == pytest.approx(expected[1], rel=1e-9)
     assert truncated == 3 and "truncated_captions=3" in protocol

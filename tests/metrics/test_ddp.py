@@ -6,18 +6,14 @@ float64 sums are summed, KID/IS/PRC's feature lists are concatenated (rank 0's p
 
 from __future__ import annotations
 
-import os
-import socket
-
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from bench.metrics.fid import FID
 from bench.metrics.inception_score import InceptionScore
 from bench.metrics.kid import KID
 from bench.metrics.prc import PRC
+from tests.distributed import run_on_gloo_ranks
 
 N, D, K = 64, 16, 10
 
@@ -56,38 +52,16 @@ def _scores(metrics: dict[str, object], real: torch.Tensor, fake: torch.Tensor, 
     return out
 
 
-def _worker(rank: int, world: int, port: int, queue) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        real, fake, logits = _data()
-        part = slice(rank * N // world, (rank + 1) * N // world)  # contiguous halves: rank order = data order
-        scores = _scores(_metrics(), real[part], fake[part], logits[part])
-        if rank == 0:
-            queue.put(scores)
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _ranked_scores(rank: int, world: int) -> dict[str, float]:
+    real, fake, logits = _data()
+    part = slice(rank * N // world, (rank + 1) * N // world)  # contiguous halves: rank order = data order
+    return _scores(_metrics(), real[part], fake[part], logits[part])
 
 
 @pytest.mark.slow
 def test_two_ranks_equal_one_process() -> None:
     expected = _scores(_metrics(), *_data())
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(r, 2, port, queue)) for r in range(2)]
-    for p in procs:
-        p.start()
-    got = queue.get(timeout=120)
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    got = run_on_gloo_ranks(_ranked_scores)
     assert set(got) == set(expected)
     for name, value in expected.items():
         assert got[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
