@@ -27,44 +27,35 @@ TINY = {"latent_dim": 8, "width": 8}
 TINY_PROGRESSIVE = {"latent_dim": 8, "width": 4, "max_channels": 8}
 
 
-class TestLSGAN(ModelTesterMixin):
+class _GANTester(ModelTesterMixin):
+    datamodule_name = "digits"
+    datamodule_args = {"image_size": 16}
+    batch_size = 16
+
+
+class TestLSGAN(_GANTester):
     model_name = "lsgan"
-    datamodule_name = "digits"
-    datamodule_args = {"image_size": 16}
     hparams = TINY
-    batch_size = 16
 
 
-class TestWGAN(ModelTesterMixin):
+class TestWGAN(_GANTester):
     model_name = "wgan"
-    datamodule_name = "digits"
-    datamodule_args = {"image_size": 16}
     hparams = {**TINY, "n_critic": 2}
-    batch_size = 16
 
 
-class TestWGANGP(ModelTesterMixin):
+class TestWGANGP(_GANTester):
     model_name = "wgan-gp"
-    datamodule_name = "digits"
-    datamodule_args = {"image_size": 16}
     hparams = {**TINY, "n_critic": 2}
-    batch_size = 16
 
 
-class TestProGAN(ModelTesterMixin):
+class TestProGAN(_GANTester):
     model_name = "progan"
-    datamodule_name = "digits"
-    datamodule_args = {"image_size": 16}
     hparams = {**TINY_PROGRESSIVE, "steps_per_phase": 2}
-    batch_size = 16
 
 
-class TestStyleGAN(ModelTesterMixin):
+class TestStyleGAN(_GANTester):
     model_name = "stylegan"
-    datamodule_name = "digits"
-    datamodule_args = {"image_size": 16}
     hparams = {**TINY_PROGRESSIVE, "mapping_layers": 2}
-    batch_size = 16
 
 
 # ----------------------------------------------------------------------------------------------------- helpers
