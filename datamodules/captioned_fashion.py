@@ -69,18 +69,10 @@ def build_vocab() -> dict[str, int]:
 class CaptionedFashionMNISTDataModule(FashionMNISTDataModule):
     """Fashion-MNIST (same splits and arguments as ``fashion-mnist``) with captions (see the module docstring)."""
 
-    def __init__(
-        self,
-        data_dir: str | None = None,
-        image_size: int = 28,
-        val_size: int = 5000,
-        train_subset: int = 0,
-        batch_size: int = 128,
-        num_workers: int = 0,
-    ) -> None:
-        super().__init__(data_dir, image_size, val_size, train_subset, batch_size, num_workers)
-        self.vocab = build_vocab()
-        self.text_length = max(len(t.split()) for t in TEMPLATES) + 1  # "ankle boot" is two words
+    #: Word → id of every caption word (ids 0 and 1: padding, unknown); the same for every instance.
+    vocab: dict[str, int] = build_vocab()
+    #: Caption length in tokens: the longest template, plus one because "ankle boot" is two words.
+    text_length: int = max(len(t.split()) for t in TEMPLATES) + 1
 
     def load_splits(self) -> dict[str, dict[str, torch.Tensor]]:
         image_size, self.image_size = self.image_size, 28  # the parent resizes to self.image_size: load native

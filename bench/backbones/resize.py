@@ -89,6 +89,6 @@ def resize_uint8(images: torch.Tensor, size: int, mode: str) -> torch.Tensor:
 
 
 def resize_label(mode: str, size: int) -> str:
-    """The string recorded in result rows, e.g. ``"tf1-bilinear-299"``; plain ``bilinear`` keeps its historical
-    label ``"bilinear-<size>"``."""
+    """The string recorded in result rows, e.g. ``"tf1-bilinear-299"`` (``bilinear`` gives ``"bilinear-<size>"``, the
+    label rows had before modes were selectable, so cached features and published rows keep their keys)."""
     return f"{mode}-{size}"
