@@ -1,11 +1,12 @@
 """The ``bench`` command line.
 
-    bench list {suites,models,datamodules,metrics,backbones}
+    bench list {suites,models,datamodules,metrics,backbones,fusions}
     bench run --suite NAME [--models a,b] [--datamodule NAME] [--seeds 0,1,2] [--max-epochs N]
               [--limit-batches F] [--accelerator auto|cpu|gpu] [--devices N] [--out DIR] [--json]
               [--publish DIR] [--cache-dir DIR] [--backbone-weights FILE]
     bench eval --real PATH --fake PATH [--metrics fid,kid,is,prc] [--backbone NAME] [--backbone-weights FILE]
-               [--n N] [--seed S] [--batch-size B] [--json]     (PATH: folder of PNG/JPEG, .npz, datamodule:split)
+               [--resize MODE] [--n N] [--seed S] [--batch-size B] [--json]
+               (PATH: folder of PNG/JPEG, .npz, datamodule:split)
 
 Exit codes: 0 success; 1 the suite ran but some run failed (see results.csv); 2 bad input (unknown name,
 invalid suite file, missing data or weights) — reported in one line on stderr before any work starts.
