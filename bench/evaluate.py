@@ -178,27 +178,31 @@ class Evaluator:
                     metrics[n].update(nll.cpu())
             scores += [sc for n in by_kind["likelihood"] for sc in self._scores(n, metrics[n], split, len(images))]
 
-        if "classification" in by_kind:
+        if "classification" in by_kind or "robustness" in by_kind:
             assert isinstance(model, Classifier)
-            for batch in loader:
-                logits = model.predict_logits({k: v.to(model.device) for k, v in batch.items()}).cpu()
-                for n in by_kind["classification"]:
-                    metrics[n].update(logits, batch["label"])
-            scores += [sc for n in by_kind["classification"] for sc in self._scores(n, metrics[n], split, n_real)]
+            predict = lambda b: model.predict_logits({k: v.to(model.device) for k, v in b.items()}).cpu()  # noqa: E731
+            clean = [(predict(batch), batch["label"]) for batch in loader]  # [((B, K), (B,))], shared by both kinds
+            for logits, label in clean:
+                for n in by_kind.get("classification", []):
+                    metrics[n].update(logits, label)
+            scores += [sc for n in by_kind.get("classification", []) for sc in self._scores(n, metrics[n], split, n_real)]
 
         if "robustness" in by_kind:
-            assert isinstance(model, Classifier)
             for i, (name, kind, modality, level) in enumerate(conditions(data_spec.modalities)):
                 # The same corrupted test set for every model and seed: the noise seed depends on the condition only.
                 gen = torch.Generator().manual_seed(10_000 + i)
-                for batch in loader:
-                    if kind == "drop":
-                        batch = drop_modality(batch, modality)
-                    elif kind == "noise":
-                        batch = add_noise(batch, modality, level, data_spec.vocab_size, generator=gen)
-                    logits = model.predict_logits({k: v.to(model.device) for k, v in batch.items()}).cpu()
+                if kind == "clean":
+                    batches = clean
+                else:
+                    def corrupt(b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+                        if kind == "drop":
+                            return drop_modality(b, modality)
+                        return add_noise(b, modality, level, data_spec.vocab_size, generator=gen)
+
+                    batches = [(predict(corrupt(batch)), batch["label"]) for batch in loader]
+                for logits, label in batches:
                     for n in by_kind["robustness"]:
-                        metrics[n].update(name, logits, batch["label"])
+                        metrics[n].update(name, logits, label)
             scores += [sc for n in by_kind["robustness"] for sc in self._scores(n, metrics[n], split, n_real)]
         return scores
 
