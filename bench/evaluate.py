@@ -1,9 +1,9 @@
 """Scores a trained model on a datamodule with the requested metrics.
 
 Which metrics apply to a model follows from its family base class (see ``models/base.py``) and the metric's
-``input_kind``: feature and logit metrics need an :class:`~models.base.ImageGenerator`, reconstruction metrics an
-:class:`~models.base.AutoEncoder`, classification metrics a :class:`~models.base.Classifier`. The evaluator
-never looks at model names.
+``input_kind``: feature and logit metrics need an :class:`~models.base.ImageGenerator`, likelihood metrics a
+:class:`~models.base.LikelihoodModel`, reconstruction metrics an :class:`~models.base.AutoEncoder`, classification
+metrics a :class:`~models.base.Classifier`. The evaluator never looks at model names.
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ from bench.metrics.base import BACKBONE_INPUT_KINDS
 from bench.metrics.robustness import conditions
 from bench.spec import EvalSpec
 from datamodules.base import BenchDataModule
-from models.base import AutoEncoder, BenchModule, Classifier, ImageGenerator
+from models.base import AutoEncoder, BenchModule, Classifier, ImageGenerator, LikelihoodModel
 
 _REQUIRED_BASE = {
     "features": ImageGenerator,
     "logits": ImageGenerator,
     "reconstruction": AutoEncoder,
     "classification": Classifier,
-    "likelihood": AutoEncoder,
+    "likelihood": LikelihoodModel,
     "robustness": Classifier,
 }
 
@@ -162,20 +162,21 @@ class Evaluator:
         if "reconstruction" in by_kind:
             assert isinstance(model, AutoEncoder)
             for batch in loader:
-                x = batch["image"].to(model.device)
-                recon = model.reconstruct(x)
+                recon = model.reconstruct_batch({k: v.to(model.device) for k, v in batch.items()})
                 for n in by_kind["reconstruction"]:
-                    metrics[n].update(recon.cpu(), x.cpu())
+                    metrics[n].update(recon.cpu(), batch["image"])
             scores += [sc for n in by_kind["reconstruction"] for sc in self._scores(n, metrics[n], split, n_real)]
 
         if "likelihood" in by_kind:
-            assert isinstance(model, AutoEncoder)
+            assert isinstance(model, LikelihoodModel)
+            for n in by_kind["likelihood"]:
+                metrics[n].likelihood, metrics[n].bound = model.likelihood, model.nll_bound
             gen = torch.Generator().manual_seed(seed)  # posterior samples of the importance-sampled bound
             images = tensors["image"][: self.spec.nll_images or None]
             for x in iter_batches(images, self.spec.batch_size):
                 for n in by_kind["likelihood"]:
                     nll = model.nll(x.to(model.device), num_samples=metrics[n].importance_samples, generator=gen)
-                    metrics[n].update(nll.cpu())
+                    metrics[n].update(nll.cpu(), num_dims=model.likelihood_dims())
             scores += [sc for n in by_kind["likelihood"] for sc in self._scores(n, metrics[n], split, len(images))]
 
         if "classification" in by_kind or "robustness" in by_kind:

@@ -13,7 +13,7 @@ from bench.spec import SuiteSpec
 
 #: Columns of results.csv, in order (one row per model × datamodule × seed × metric).
 RESULT_COLUMNS = (
-    "suite", "track", "family", "model", "datamodule", "seed", "metric", "value", "higher_is_better",
+    "suite", "track", "family", "model", "fusion_stage", "fusion_operator", "datamodule", "seed", "metric", "value", "higher_is_better",
     "backbone", "backbone_sha256", "n_real", "n_fake", "resize", "split", "protocol", "params",
     "config_hash", "git_commit", "torch_version", "lightning_version", "timestamp", "wall_s", "peak_mem_mb", "status", "message",
 )
@@ -43,6 +43,7 @@ def aggregate(results: pd.DataFrame, spec: SuiteSpec) -> pd.DataFrame:
     runs = results.drop_duplicates(_KEYS + ["seed"])
     ok = results[results["status"] == "ok"]
     table = runs.groupby(_KEYS, sort=False).agg(
+        fusion_stage=("fusion_stage", "first"), fusion_operator=("fusion_operator", "first"),
         params=("params", "first"), wall_s_mean=("wall_s", "mean"), peak_mem_mb_max=("peak_mem_mb", "max"),
     ).reset_index()
     status = runs.groupby(_KEYS, sort=False)["status"].agg(
@@ -66,7 +67,7 @@ def aggregate(results: pd.DataFrame, spec: SuiteSpec) -> pd.DataFrame:
         ordered.append(part)
     table = pd.concat(ordered, ignore_index=True) if ordered else table
     metric_cols = sorted(c for c in table.columns if c.endswith(("_mean", "_std")) and c != "wall_s_mean")
-    return table[_KEYS + ["params", "n_seeds", "status"] + metric_cols + ["wall_s_mean", "peak_mem_mb_max"]]
+    return table[_KEYS + ["fusion_stage", "fusion_operator", "params", "n_seeds", "status"] + metric_cols + ["wall_s_mean", "peak_mem_mb_max"]]
 
 
 def _higher_is_better(results: pd.DataFrame, metric: str) -> bool:

@@ -250,7 +250,8 @@ def run_one(
     wall = time.perf_counter() - start
     family = model.family if model is not None else MODELS.get(model_name).family
     params = model.num_parameters() if model is not None else None
-    common = {**base, "family": family, "params": params, "timestamp": utc_now(), "wall_s": round(wall, 3),
+    stage, operator = (model.fusion_stage, model.fusion_operator) if model is not None else ("", "")
+    common = {**base, "family": family, "fusion_stage": stage, "fusion_operator": operator, "params": params, "timestamp": utc_now(), "wall_s": round(wall, 3),
               "peak_mem_mb": round(memory.peak_mb, 1), "status": status, "message": message}
     if scores:
         return [{**common, **empty, **dataclasses.asdict(s)} for s in scores]

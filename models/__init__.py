@@ -4,7 +4,9 @@ Importing a family package (``models.gan``, ``models.vae``, ``models.fusion``) r
 """
 
 from models import fusion, gan, vae  # noqa: F401  (registration)
-from models.base import AutoEncoder, BenchModule, Classifier, ImageGenerator
+from models.base import AutoEncoder, BenchModule, Classifier, ImageGenerator, LikelihoodModel, TextToImageGenerator
 from models.registry import MODELS
 
-__all__ = ["MODELS", "AutoEncoder", "BenchModule", "Classifier", "ImageGenerator"]
+__all__ = [
+    "MODELS", "AutoEncoder", "BenchModule", "Classifier", "ImageGenerator", "LikelihoodModel", "TextToImageGenerator"
+]

@@ -1,7 +1,10 @@
 """Family base classes: what the evaluator may ask of a model, whatever its name.
 
 * :class:`ImageGenerator` — ``sample(n, generator=None)`` returns images in [0, 1];
-* :class:`AutoEncoder` — also ``reconstruct(x)`` and ``elbo(x)`` (a likelihood lower bound, nats per image);
+* :class:`LikelihoodModel` — also ``nll(x, num_samples, generator)``, a negative log-likelihood (bound) per image;
+* :class:`AutoEncoder` — a likelihood model with ``reconstruct(x)`` and ``elbo(x)`` (a lower bound, nats per image);
+* :class:`TextToImageGenerator` — ``sample_from_text(text, generator)``: images generated from caption tokens
+  (text-to-image models, and multimodal VAEs generating across modalities);
 * :class:`Classifier` — ``predict_logits(batch)`` returns class logits (fusion classifiers and baselines).
 
 The evaluator checks these base classes (capabilities), never model names.
@@ -10,6 +13,7 @@ The evaluator checks these base classes (capabilities), never model names.
 from __future__ import annotations
 
 import inspect
+import math
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,10 +28,15 @@ class BenchModule(pl.LightningModule):
 
     Attributes:
         family: The model family shown in result tables ("gan", "vae", "fusion", ...).
+        fusion_stage: Where the model fuses its modalities ("early", "mid", "late"; "" for unimodal models),
+            a leaderboard column. Fusion models set it (per instance when it depends on their arguments).
+        fusion_operator: The registered fusion operator it uses (``bench list fusions``; "" if none), a column.
     """
 
     registry_name: ClassVar[str]
     family: ClassVar[str] = ""
+    fusion_stage: str = ""
+    fusion_operator: str = ""
 
     #: Set by :class:`bench.callbacks.DivergenceMonitor` when a loss became NaN/inf, with what happened.
     diverged: bool = False
@@ -84,47 +93,84 @@ class ImageGenerator(BenchModule):
         raise NotImplementedError
 
 
-class AutoEncoder(ImageGenerator):
-    """A generator with an encoder: reconstructions and likelihood bounds.
+class LikelihoodModel(ImageGenerator):
+    """A generator that assigns its images a likelihood (exact, or an upper bound on the NLL).
 
     Attributes:
-        likelihood: The decoder's observation model that ``elbo`` and ``nll`` are measured under ("bernoulli":
-            the Bernoulli surrogate on [0, 1] intensities, not a normalized density on 8-bit data).
+        likelihood: The observation model ``nll`` is measured under, stated in the metric's protocol (e.g.
+            "bernoulli": the Bernoulli surrogate on [0, 1] intensities; "categorical-16": a categorical over 16
+            quantized intensity levels per pixel).
+        nll_bound: What ``nll`` returns relative to the true NLL: "exact", or "upper(IWAE)" for a bound.
     """
 
-    likelihood: ClassVar[str] = "bernoulli"
+    likelihood: ClassVar[str] = "bernoulli(surrogate on [0;1] intensities)"
+    nll_bound: ClassVar[str] = "exact"
+
+    def nll(self, x: torch.Tensor, num_samples: int = 64, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Negative log-likelihood per image, (B,) in nats (lower is better).
+
+        Args:
+            x: (B, C, H, W) images in [0, 1] on the model's device.
+            num_samples: Importance samples per image for models with a latent variable (ignored by models with
+                an exact likelihood, e.g. autoregressive ones).
+            generator: Source of any sampling noise (CPU generator); None uses the global RNG.
+        """
+        raise NotImplementedError
+
+    def likelihood_dims(self) -> int:
+        """Dimensions the NLL is spread over for bits/dim (C·H·W of ``image_shape`` unless the model scores a
+        reduced representation, e.g. a downsampled quantized image; the protocol then records it)."""
+        return math.prod(self.image_shape)
+
+    @staticmethod
+    def bits_per_dim(nats: torch.Tensor, image_shape: tuple[int, ...]) -> torch.Tensor:
+        """Nats per image → bits per dimension: ``nats / (C·H·W · ln 2)``."""
+        num_dims = 1
+        for s in image_shape:
+            num_dims *= int(s)
+        return nats / (num_dims * math.log(2))
+
+
+class AutoEncoder(LikelihoodModel):
+    """A generator with an encoder: reconstructions and likelihood bounds.
+
+    ``nll`` is the importance-sampled bound (IWAE, Burda et al., 2016): ``-log (1/K) Σ_k p(x, z_k) / q(z_k | x)``
+    with ``z_k ~ q(z | x)``, an upper bound on -log p(x) that tightens as K grows; K = 1 is the negative
+    single-sample ELBO. Call it in eval mode (batch norm). Models with a deterministic posterior return
+    ``-elbo(x)`` for every K.
+    """
+
+    nll_bound: ClassVar[str] = "upper(IWAE)"
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Deterministic reconstruction (posterior mean through the decoder mean), same shape as ``x`` in [0, 1]."""
         raise NotImplementedError
 
+    def reconstruct_batch(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Reconstruction of ``batch["image"]`` from everything the model reads in ``batch`` (multimodal models
+        override this to use their other modalities too); by default ``reconstruct(batch["image"])``."""
+        return self.reconstruct(batch["image"])
+
     def elbo(self, x: torch.Tensor) -> torch.Tensor:
         """Evidence lower bound per image, (B,) in nats (higher is better)."""
         raise NotImplementedError
 
-    def nll(self, x: torch.Tensor, num_samples: int = 64, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Importance-sampled negative log-likelihood estimate per image, (B,) in nats (lower is better).
 
-        The IWAE bound (Burda et al., 2016): ``-log (1/K) Σ_k p(x, z_k) / q(z_k | x)`` with ``z_k ~ q(z | x)``,
-        an upper bound on -log p(x) that tightens as K grows; K = 1 is the negative single-sample ELBO. Call it
-        in eval mode (batch norm). Models with a deterministic posterior return ``-elbo(x)`` for every K.
+class TextToImageGenerator(ImageGenerator):
+    """A generator that draws images conditioned on caption tokens."""
+
+    def required_modalities(self) -> tuple[str, ...]:
+        return ("image", "text")
+
+    def sample_from_text(self, text: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One image per caption, (B, C, H, W) float in [0, 1], on the model's device.
 
         Args:
-            x: (B, C, H, W) images in [0, 1] on the model's device.
-            num_samples: K, posterior samples per image.
-            generator: Source of the posterior noise (CPU generator); None uses the global RNG.
+            text: (B, L) long caption token ids (the datamodule's vocabulary, right-padded with 0) on the
+                model's device.
+            generator: Source of the sampling noise (CPU generator); None uses the global RNG.
         """
         raise NotImplementedError
-
-    @staticmethod
-    def bits_per_dim(nats: torch.Tensor, image_shape: tuple[int, ...]) -> torch.Tensor:
-        """Nats per image → bits per dimension: ``nats / (C·H·W · ln 2)``."""
-        import math
-
-        num_dims = 1
-        for s in image_shape:
-            num_dims *= int(s)
-        return nats / (num_dims * math.log(2))
 
 
 class Classifier(BenchModule):

@@ -1,6 +1,6 @@
 """Negative log-likelihood in bits per dimension, from a model's per-image NLL estimates in nats.
 
-The evaluator asks an :class:`~models.base.AutoEncoder` for ``model.nll(x, num_samples=metric.importance_samples,
+The evaluator asks a :class:`~models.base.LikelihoodModel` (e.g. an autoencoder) for ``model.nll(x, num_samples=metric.importance_samples,
 generator=gen)`` — an importance-weighted (IWAE, Burda et al., 2016) upper bound on -log p(x), nats per image —
 and passes it to ``update``. bits/dim = Σ nats / (Σ dims · ln 2), dims = C·H·W per image.
 
@@ -35,7 +35,8 @@ class NLLBitsPerDim(BenchMetric, Metric):
 
     Args:
         importance_samples: K the evaluator passes to ``model.nll`` (recorded in the protocol).
-        likelihood: The decoders' observation model (recorded in the protocol).
+        likelihood: The model's observation model (recorded in the protocol; the evaluator sets the model's).
+        bound: What the model's NLL is: "exact" or "upper(IWAE)" (recorded in the protocol).
         num_dims: Default dimensions per image (C·H·W) for ``update`` calls that omit it.
     """
 
@@ -48,7 +49,8 @@ class NLLBitsPerDim(BenchMetric, Metric):
     def __init__(
         self,
         importance_samples: int = default_importance_samples,
-        likelihood: str = "bernoulli",
+        likelihood: str = "bernoulli(surrogate on [0;1] intensities)",
+        bound: str = "upper(IWAE)",
         num_dims: int | None = None,
         **kwargs,
     ) -> None:
@@ -57,6 +59,7 @@ class NLLBitsPerDim(BenchMetric, Metric):
             raise ValueError(f"importance_samples must be >= 1, got {importance_samples}")
         self.importance_samples = importance_samples
         self.likelihood = likelihood
+        self.bound = bound
         self.num_dims = num_dims
         self.add_state("sum_nats", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("sum_dims", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
@@ -91,6 +94,6 @@ class NLLBitsPerDim(BenchMetric, Metric):
 
     def protocol(self) -> str:
         return (
-            f"importance_samples={self.importance_samples},likelihood={self.likelihood}"
-            "(surrogate on [0;1] intensities),bound=upper(IWAE),units=bits/dim,dims=C*H*W"
+            f"importance_samples={self.importance_samples},likelihood={self.likelihood},"
+            f"bound={self.bound},units=bits/dim,dims=C*H*W"
         )

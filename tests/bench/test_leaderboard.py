@@ -70,7 +70,8 @@ def make_row(track: str, family: str, model: str, datamodule: str, seed: int, me
              status: str) -> dict[str, Any]:
     features = metric in ("fid", "kid")
     return {
-        "suite": "synthetic", "track": track, "family": family, "model": model, "datamodule": datamodule,
+        "suite": "synthetic", "track": track, "family": family, "model": model,
+        "fusion_stage": "late" if model.startswith("late") else "", "fusion_operator": "", "datamodule": datamodule,
         "seed": seed, "metric": metric, "value": value, "higher_is_better": HIGHER[metric],
         "backbone": "efficientnet-lite0" if features else "", "backbone_sha256": "ab" * 32 if features else "",
         "n_real": 358, "n_fake": 32 if features else None, "resize": "bilinear-224" if features else "",
@@ -133,7 +134,7 @@ def test_one_row_per_model_and_datamodule(table: pd.DataFrame) -> None:
     keys = list(zip(table["track"], table["model"], table["datamodule"]))
     assert len(keys) == len(set(keys)) == len(RUNS)
     assert set(keys) == {(k[0], k[2], k[3]) for k in RUNS}
-    expected = {"track", "family", "model", "datamodule", "params", "n_seeds", "status", "wall_s_mean", "peak_mem_mb_max"}
+    expected = {"track", "family", "model", "fusion_stage", "fusion_operator", "datamodule", "params", "n_seeds", "status", "wall_s_mean", "peak_mem_mb_max"}
     assert expected <= set(table.columns)
 
 
