@@ -29,7 +29,9 @@ import torch  # noqa: E402
 
 from bench.registry import registered_name  # noqa: E402
 from datamodules import DATAMODULES, BenchDataModule  # noqa: E402
-from models import MODELS, AutoEncoder, BenchModule, Classifier, ImageGenerator  # noqa: E402
+from models import (  # noqa: E402
+    MODELS, AutoEncoder, BenchModule, Classifier, ImageGenerator, LikelihoodModel, TextToImageGenerator,
+)
 
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
@@ -97,9 +99,13 @@ class ModelTesterMixin:
             if isinstance(model, ImageGenerator):
                 out["sample"] = model.sample(self.num_samples, generator=torch.Generator().manual_seed(123))
             if isinstance(model, AutoEncoder):
-                out["reconstruct"] = model.reconstruct(batch["image"])
+                out["reconstruct"] = model.reconstruct_batch(batch)
                 torch.manual_seed(7)  # the ELBO may draw posterior noise from the global RNG
                 out["elbo"] = model.elbo(batch["image"])
+            if isinstance(model, LikelihoodModel):
+                out["nll"] = model.nll(batch["image"], num_samples=2, generator=torch.Generator().manual_seed(5))
+            if isinstance(model, TextToImageGenerator):
+                out["from_text"] = model.sample_from_text(batch["text"], generator=torch.Generator().manual_seed(9))
             if isinstance(model, Classifier):
                 out["logits"] = model.predict_logits(batch)
         assert out, f"{self.model_name} is none of ImageGenerator, AutoEncoder, Classifier"
@@ -129,9 +135,21 @@ class ModelTesterMixin:
                 assert recon.shape == x.shape
                 assert torch.isfinite(recon).all()
                 assert recon.min() >= 0 and recon.max() <= 1
+                assert model.reconstruct_batch(batch).shape == x.shape
                 elbo = model.elbo(x)
                 assert elbo.shape == (b,)
                 assert torch.isfinite(elbo).all()
+            if isinstance(model, LikelihoodModel):
+                nll = model.nll(batch["image"], num_samples=2)
+                assert nll.shape == (b,)
+                assert torch.isfinite(nll).all() and (nll > 0).all(), "an NLL in nats per image is positive"
+                assert model.likelihood and model.nll_bound and model.likelihood_dims() > 0
+            if isinstance(model, TextToImageGenerator):
+                assert "text" in model.required_modalities()
+                images = model.sample_from_text(batch["text"], generator=torch.Generator().manual_seed(0))
+                assert images.shape == (b, *spec.image_shape)
+                assert torch.isfinite(images).all()
+                assert images.min() >= 0 and images.max() <= 1
             if isinstance(model, Classifier):
                 logits = model.predict_logits(batch)
                 assert logits.shape == (b, spec.num_classes)
