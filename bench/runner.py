@@ -37,7 +37,7 @@ from bench.memory import PeakMemory
 from bench.metrics import METRICS
 from bench.metrics.base import BACKBONE_INPUT_KINDS
 from bench.provenance import environment_info, git_commit, package_version, utc_now
-from bench.spec import EvalSpec, SpecError, SuiteSpec, TrackSpec
+from bench.spec import EvalSpec, SpecError, SuiteSpec, TrackSpec, model_entry
 from datamodules import DATAMODULES, BenchDataModule
 from models import MODELS, BenchModule, ImageGenerator
 
@@ -90,10 +90,12 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 
 
-def _build_model(name: str, args: dict[str, Any], dm: BenchDataModule, where: str) -> BenchModule:
-    """Builds a model for ``dm``; bad arguments become a SpecError naming ``where`` (file and key)."""
+def _build_model(label: str, args: dict[str, Any], dm: BenchDataModule, where: str) -> BenchModule:
+    """Builds a track's model entry ``label: args`` for ``dm`` (``args`` may name the registered model under
+    ``model``); bad arguments become a SpecError naming ``where`` (file and key)."""
+    name, hparams = model_entry(label, args)
     try:
-        return MODELS.get(name).from_data(dm.data_spec(), **args)
+        return MODELS.get(name).from_data(dm.data_spec(), **hparams)
     except (TypeError, ValueError) as err:
         raise SpecError(f"{where}: {err}") from err
 
@@ -248,7 +250,7 @@ def run_one(
     except Exception as err:  # one broken run must not stop the suite; it is recorded with its reason
         status, message, scores = "failed", f"{type(err).__name__}: {err}".replace("\n", " ")[:500], []
     wall = time.perf_counter() - start
-    family = model.family if model is not None else MODELS.get(model_name).family
+    family = model.family if model is not None else MODELS.get(model_entry(model_name, model_args)[0]).family
     params = model.num_parameters() if model is not None else None
     stage, operator = (model.fusion_stage, model.fusion_operator) if model is not None else ("", "")
     common = {**base, "family": family, "fusion_stage": stage, "fusion_operator": operator, "params": params, "timestamp": utc_now(), "wall_s": round(wall, 3),

@@ -16,6 +16,13 @@ scored by the track's metrics and ranked by its primary metric::
         models: {dcgan: {latent_dim: 32}, vae: {}}
         trainer: {max_epochs: 20}            # overrides the suite's trainer for this track
 
+A model entry may carry a label of its own and name the registered model with ``model:``, so that one model can
+appear twice with different arguments (e.g. a sampling option)::
+
+        models:
+          text2image-gpt: {}
+          text2image-gpt-cfg3: {model: text2image-gpt, guidance_scale: 3.0}
+
 Names are checked against the registries; nothing in a suite file can name code outside them.
 """
 
@@ -189,21 +196,40 @@ def _build(cls: type, data: Any, where: str, source: str) -> Any:
     return cls(**{k: _check_type(v, hints[k], f"{where}.{k}", source) for k, v in data.items()})
 
 
-def _named_args(data: Any, where: str, source: str, registry: Registry) -> dict[str, dict[str, Any]]:
-    """``{name: {arg: value}}`` (or a list of names) with every name registered."""
+#: The key of a model entry that names the registered model when the entry's own name is a label.
+MODEL_KEY = "model"
+
+
+def model_entry(label: str, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(registered model name, model arguments) of a track's model entry ``label: args`` (see the module docstring)."""
+    args = dict(args)
+    return str(args.pop(MODEL_KEY, label)), args
+
+
+def _named_args(
+    data: Any, where: str, source: str, registry: Registry, allow_label: bool = False
+) -> dict[str, dict[str, Any]]:
+    """``{name: {arg: value}}`` (or a list of names) with every name registered.
+
+    With ``allow_label``, an entry may be ``label: {model: <registered name>, ...}`` instead.
+    """
     if isinstance(data, list):
         data = {name: {} for name in data}
     if not isinstance(data, dict) or not data:
         raise SpecError(f"{source}: key '{where}' must be a non-empty mapping of {registry.kind} names to arguments")
     out = {}
     for name, args in data.items():
-        if name not in registry:
-            raise SpecError(
-                f"{source}: key '{where}.{name}': unknown {registry.kind}; valid {registry.kind}s: {', '.join(registry.names())}"
-            )
         if args is not None and not isinstance(args, dict):
             raise SpecError(f"{source}: key '{where}.{name}' must be a mapping of arguments, got {args!r}")
-        out[name] = dict(args or {})
+        args = dict(args or {})
+        registered = args.get(MODEL_KEY, name) if allow_label else name
+        if not isinstance(registered, str) or registered not in registry:
+            key = f"{where}.{name}.{MODEL_KEY}" if registered is not name else f"{where}.{name}"
+            raise SpecError(
+                f"{source}: key '{key}': unknown {registry.kind} {registered!r}; valid {registry.kind}s: "
+                f"{', '.join(registry.names())}"
+            )
+        out[name] = args
     return out
 
 
@@ -273,7 +299,7 @@ def parse_suite(data: Any, source: str) -> SuiteSpec:
                 primary_metric=raw["primary_metric"],
                 metrics=tuple(metrics),
                 datamodules=_named_args(raw["datamodules"], f"{where}.datamodules", source, DATAMODULES),
-                models=_named_args(raw["models"], f"{where}.models", source, MODELS),
+                models=_named_args(raw["models"], f"{where}.models", source, MODELS, allow_label=True),
                 trainer=_build(TrainerSpec, {**base_trainer, **(raw.get("trainer") or {})}, f"{where}.trainer", source),
                 eval=evals,
             )

@@ -328,3 +328,36 @@ def test_override_seeds_epochs_and_batches(suite: SuiteSpec) -> None:
 def test_no_overrides_is_identity(suite: SuiteSpec) -> None:
     assert suite.with_overrides() == suite
     assert dataclasses.asdict(suite.with_overrides(seeds=None)) == dataclasses.asdict(suite)
+
+
+# ------------------------------------------------------------------------------------------------ model labels
+def test_model_entry_may_name_its_registered_model(tmp_path: Path) -> None:
+    from bench.runner import _build_model
+    from bench.spec import model_entry
+
+    data = valid()
+    data["tracks"][0]["models"] = {"vae": {}, "vae-wide": {"model": "vae", "latent_dim": 12}}
+    spec = load_suite_file(write_suite(tmp_path, data))
+    models = spec.tracks[0].models
+    assert list(models) == ["vae", "vae-wide"]
+    assert model_entry("vae-wide", models["vae-wide"]) == ("vae", {"latent_dim": 12})
+    assert model_entry("vae", models["vae"]) == ("vae", {})
+    dm = DATAMODULES.get("digits")(image_size=16)
+    dm.setup()
+    built = _build_model("vae-wide", models["vae-wide"], dm, "here")
+    assert type(built) is MODELS.get("vae") and built.hparams["latent_dim"] == 12
+
+
+@pytest.mark.parametrize("target", ["no-such-model", 3])
+def test_model_label_must_name_a_registered_model(tmp_path: Path, target: Any) -> None:
+    data = valid()
+    data["tracks"][0]["models"] = {"my-vae": {"model": target}}
+    message = spec_error(tmp_path, data)
+    assert "tracks[0].models.my-vae.model" in message and "valid models" in message and "vae" in message
+
+
+def test_an_unlabelled_unknown_model_is_still_refused(tmp_path: Path) -> None:
+    data = valid()
+    data["tracks"][0]["models"] = {"no-such-model": {}}
+    message = spec_error(tmp_path, data)
+    assert "tracks[0].models.no-such-model'" in message and "valid models" in message
