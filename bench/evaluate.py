@@ -3,7 +3,9 @@
 Which metrics apply to a model follows from its family base class (see ``models/base.py``) and the metric's
 ``input_kind``: feature and logit metrics need an :class:`~models.base.ImageGenerator`, likelihood metrics a
 :class:`~models.base.LikelihoodModel`, reconstruction metrics an :class:`~models.base.AutoEncoder`, classification
-metrics a :class:`~models.base.Classifier`. The evaluator never looks at model names.
+metrics a :class:`~models.base.Classifier`, and the caption-conditioned metrics (``cross-fid``, ``clip-score``,
+``coherence``, ...; see :mod:`bench.metrics.cross_modal`) a :class:`~models.base.TextToImageGenerator`. The
+evaluator never looks at model names.
 """
 
 from __future__ import annotations
@@ -17,13 +19,17 @@ from rich.console import Console
 
 from bench.backbones.base import FeatureBackbone
 from bench.corruptions import add_noise, drop_modality
-from bench.features import cached_real_features, extract_features, iter_batches, real_cache_key
+from bench.features import cached_real_features, extract_features, iter_batches, progress, real_cache_key, to_uint8
 from bench.metrics import METRICS, BenchMetric, MetricContext
-from bench.metrics.base import BACKBONE_INPUT_KINDS
+from bench.metrics import cross_modal  # noqa: F401  (registration of the conditional metrics)
+from bench.metrics.base import BACKBONE_INPUT_KINDS, CONDITIONAL_INPUT_KINDS
+from bench.metrics.cross_modal import (
+    ImageClassifierBackbone, ImageTextScorer, caption_similarities, classifier_logits,
+)
 from bench.metrics.robustness import conditions
 from bench.spec import EvalSpec
 from datamodules.base import BenchDataModule
-from models.base import AutoEncoder, BenchModule, Classifier, ImageGenerator, LikelihoodModel
+from models.base import AutoEncoder, BenchModule, Classifier, ImageGenerator, LikelihoodModel, TextToImageGenerator
 
 _REQUIRED_BASE = {
     "features": ImageGenerator,
@@ -32,6 +38,9 @@ _REQUIRED_BASE = {
     "classification": Classifier,
     "likelihood": LikelihoodModel,
     "robustness": Classifier,
+    "conditional_features": TextToImageGenerator,
+    "image_text": TextToImageGenerator,
+    "conditional_logits": TextToImageGenerator,
 }
 
 
@@ -42,8 +51,9 @@ class Score:
     Attributes:
         metric: Registered metric name. value: The number. higher_is_better: Its direction.
         protocol: Metric-specific choices (``key=value`` pairs). split: The real/reference split.
-        n_real: Real samples used. n_fake: Generated samples used (feature metrics only).
-        backbone, backbone_sha256, resize: The feature network (feature metrics only).
+        n_real: Real samples used. n_fake: Generated samples used (generation metrics only).
+        backbone, backbone_sha256, resize: The network that scored the images (feature metrics: the feature
+            backbone; ``clip-score*``: the image–text backbone; ``coherence*``: the classifier backbone).
     """
 
     metric: str
@@ -59,8 +69,8 @@ class Score:
 
 
 def applicable_metrics(model: BenchModule, metric_names: list[str] | tuple[str, ...]) -> list[str]:
-    """The metrics among ``metric_names`` that ``model``'s family can be scored on (a metric whose input kind the
-    evaluator does not feed, e.g. ``image_text``, applies to no model yet)."""
+    """The metrics among ``metric_names`` that ``model``'s family can be scored on (e.g. the caption-conditioned
+    metrics only apply to :class:`~models.base.TextToImageGenerator` models)."""
     bases = [(m, _REQUIRED_BASE.get(METRICS.get(m).input_kind)) for m in metric_names]
     return [m for m, base in bases if base is not None and isinstance(model, base)]
 
@@ -69,6 +79,42 @@ def _sample_batches(model: ImageGenerator, n: int, batch_size: int, seed: int) -
     gen = torch.Generator().manual_seed(seed)
     for i in range(0, n, batch_size):
         yield model.sample(min(batch_size, n - i), generator=gen).float().cpu()
+
+
+@torch.no_grad()
+def generate_from_captions(
+    model: TextToImageGenerator, text: torch.Tensor, batch_size: int, seed: int, console: Console | None = None
+) -> torch.Tensor:
+    """One image per caption, drawn with a CPU generator seeded with ``seed``, quantized like every feature path.
+
+    Args:
+        model: The text-to-image model (in eval mode). text: (N, L) long caption tokens (0 = padding).
+        batch_size: Captions per ``sample_from_text`` call. seed: The run's seed. console: Where the bar is drawn.
+
+    Returns:
+        (N, C, H, W) uint8 images on the CPU (:func:`bench.features.to_uint8` of the model's [0, 1] output).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    with progress(console) as bar:
+        task = bar.add_task("sampling from captions", total=len(text))
+        for tokens in iter_batches(text, batch_size):
+            out.append(to_uint8(model.sample_from_text(tokens.to(model.device), generator=gen).float().cpu()))
+            bar.advance(task, len(tokens))
+    return torch.cat(out)
+
+
+def caption_strings(dm: BenchDataModule, split: str) -> list[str]:
+    """The caption strings of ``split`` in ``split_tensors`` order (``dm.caption_strings``).
+
+    Raises:
+        ValueError: If the datamodule has no caption strings.
+    """
+    if not callable(getattr(dm, "caption_strings", None)):
+        raise ValueError(
+            f"datamodule {dm.registry_name!r} has no caption_strings(split); clip-score needs the caption strings"
+        )
+    return list(dm.caption_strings(split))
 
 
 class Evaluator:
@@ -80,6 +126,8 @@ class Evaluator:
         backbone: Feature network for feature metrics (None if the track has none).
         cache_dir: Where real-data features are cached (None: the default cache).
         console: Where progress bars are drawn (None: no bars).
+        clip_backbone: Image–text backbone (``eval.clip_backbone``) for ``clip-score*`` (None if none is needed).
+        classifier_backbone: Classifier backbone (``eval.classifier_backbone``) for ``coherence*``.
     """
 
     def __init__(
@@ -89,9 +137,19 @@ class Evaluator:
         backbone: FeatureBackbone | None,
         cache_dir: Path | None = None,
         console: Console | None = None,
+        clip_backbone: ImageTextScorer | None = None,
+        classifier_backbone: ImageClassifierBackbone | None = None,
     ) -> None:
         self.spec, self.metrics, self.backbone = spec, metrics, backbone
         self.cache_dir, self.console = cache_dir, console
+        self.clip_backbone, self.classifier_backbone = clip_backbone, classifier_backbone
+        #: Backbone outputs on the real reference examples (the same for every model and seed), by what made them.
+        self._reference_outputs: dict[tuple[str, ...], tuple[torch.Tensor, int]] = {}
+
+    def conditional_count(self, n_reference: int) -> int:
+        """How many reference examples conditional metrics use: the first ``n_fake`` (all when fewer, or when
+        ``n_fake`` is 0)."""
+        return min(self.spec.n_fake, n_reference) if self.spec.n_fake > 0 else n_reference
 
     def real_features(self, dm: BenchDataModule) -> torch.Tensor:
         """(N, D) backbone features of the reference split, from the cache when present."""
@@ -119,6 +177,7 @@ class Evaluator:
             is_splits=self.spec.is_splits,
             importance_samples=self.spec.nll_samples,
             modalities=data_spec.modalities,
+            real_split=self.spec.real_split,
         )
         metrics: dict[str, BenchMetric] = {n: METRICS.get(n).build(ctx) for n in names}
         by_kind: dict[str, list[str]] = {}
@@ -157,6 +216,10 @@ class Evaluator:
             for n in by_kind.get("logits", []):
                 metrics[n].update(fake_logits)
                 scores += self._scores(n, metrics[n], split, n_real, **extra)
+
+        if any(kind in by_kind for kind in CONDITIONAL_INPUT_KINDS):
+            assert isinstance(model, TextToImageGenerator)
+            scores += self._conditional_scores(model, dm, seed, metrics, by_kind)
 
         loader = dm.dataloader(split, batch_size=self.spec.batch_size)
         if "reconstruction" in by_kind:
@@ -207,18 +270,101 @@ class Evaluator:
             scores += [sc for n in by_kind["robustness"] for sc in self._scores(n, metrics[n], split, n_real)]
         return scores
 
+    def _conditional_scores(
+        self,
+        model: TextToImageGenerator,
+        dm: BenchDataModule,
+        seed: int,
+        metrics: dict[str, BenchMetric],
+        by_kind: dict[str, list[str]],
+    ) -> list[Score]:
+        """The caption-conditioned metrics (see :mod:`bench.metrics.cross_modal`): images are generated once from
+        the first :meth:`conditional_count` reference captions and shared by every conditional metric."""
+        split, bs = self.spec.real_split, self.spec.batch_size
+        tensors = dm.split_tensors(split)
+        if "text" not in tensors:
+            raise ValueError(f"datamodule {dm.registry_name!r} has no captions ('text') for conditional metrics")
+        n = self.conditional_count(len(tensors["label"]))
+        text, labels = tensors["text"][:n], tensors["label"][:n]  # (n, L), (n,)
+        real_images = to_uint8(tensors["image"][:n])  # (n, C, H, W) uint8
+        on_reference = {name for kind in CONDITIONAL_INPUT_KINDS for name in by_kind.get(kind, [])
+                        if METRICS.get(name).on_reference_data}
+        needs_fake = any(name not in on_reference for kind in CONDITIONAL_INPUT_KINDS for name in by_kind.get(kind, []))
+        fake = generate_from_captions(model, text, bs, seed, self.console) if needs_fake else None
+        scores: list[Score] = []
+
+        if "conditional_features" in by_kind:
+            if self.backbone is None:
+                raise ValueError(f"{by_kind['conditional_features']} need the track's feature backbone (eval.backbone)")
+            real = self.real_features(dm)
+            fake_features = extract_features(
+                self.backbone, iter_batches(fake, bs), n, "features of generations", self.console
+            )
+            bb = self.backbone
+            for name in by_kind["conditional_features"]:
+                metrics[name].update(real, real=True)
+                metrics[name].update(fake_features, real=False)
+                scores += self._scores(name, metrics[name], split, len(real), n_fake=n, backbone=bb.registry_name,
+                                       backbone_sha256=bb.weights_sha256, resize=bb.resize)
+
+        if "image_text" in by_kind:
+            clip = self.clip_backbone
+            if clip is None:
+                raise ValueError(f"{by_kind['image_text']} need an image-text backbone (eval.clip_backbone)")
+            captions = caption_strings(dm, split)[:n]
+            for name in by_kind["image_text"]:
+                if name in on_reference:
+                    key = ("similarity", dm.identity(), split, str(n), clip.registry_name, clip.weights_sha256)
+                    if key not in self._reference_outputs:
+                        self._reference_outputs[key] = caption_similarities(clip, real_images, captions, bs)
+                    cosine, truncated = self._reference_outputs[key]
+                else:
+                    cosine, truncated = caption_similarities(clip, fake, captions, bs)
+                metrics[name].update(cosine, num_truncated=truncated)
+                scores += self._scores(
+                    name, metrics[name], split, n, n_fake=None if name in on_reference else n,
+                    backbone=clip.registry_name, backbone_sha256=clip.weights_sha256,
+                    resize=getattr(clip, "resize", ""), protocol_extra=f"clip_backbone={clip.registry_name}",
+                )
+
+        if "conditional_logits" in by_kind:
+            clf = self.classifier_backbone
+            if clf is None:
+                raise ValueError(
+                    f"{by_kind['conditional_logits']} need a classifier backbone (eval.classifier_backbone)"
+                )
+            for name in by_kind["conditional_logits"]:
+                if name in on_reference:
+                    key = ("classify", dm.identity(), split, str(n), clf.registry_name, clf.weights_sha256)
+                    if key not in self._reference_outputs:
+                        self._reference_outputs[key] = (classifier_logits(clf, real_images, bs), 0)
+                    logits = self._reference_outputs[key][0]
+                else:
+                    logits = classifier_logits(clf, fake, bs)
+                metrics[name].update(logits, labels)
+                scores += self._scores(
+                    name, metrics[name], split, n, n_fake=None if name in on_reference else n,
+                    backbone=clf.registry_name, backbone_sha256=clf.weights_sha256, resize=getattr(clf, "resize", ""),
+                    protocol_extra=f"classifier={clf.registry_name},classifier_sha256={clf.weights_sha256}",
+                )
+        return scores
+
     @staticmethod
-    def _scores(name: str, metric: BenchMetric, split: str, n_real: int, **extra) -> list[Score]:
+    def _scores(
+        name: str, metric: BenchMetric, split: str, n_real: int, protocol_extra: str = "", **extra
+    ) -> list[Score]:
         """One Score per value: a metric's ``compute()`` returns a scalar (named like the metric) or a dict of
-        named scalars (e.g. ``{"precision": ..., "recall": ...}``), each becoming its own result row."""
+        named scalars (e.g. ``{"precision": ..., "recall": ...}``), each becoming its own result row.
+        ``protocol_extra`` is appended to the metric's protocol (e.g. the backbone that scored it)."""
         result = metric.compute()
         values = result if isinstance(result, dict) else {name: result}
+        protocol = ",".join(p for p in (metric.protocol(), protocol_extra) if p)
         return [
             Score(
                 metric=key,
                 value=float(value),
                 higher_is_better=bool(metric.higher_is_better),
-                protocol=metric.protocol(),
+                protocol=protocol,
                 split=split,
                 n_real=n_real,
                 **extra,

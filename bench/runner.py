@@ -35,9 +35,10 @@ from bench.hashing import config_hash
 from bench.leaderboard import aggregate, results_frame, to_markdown, write_leaderboard, write_results
 from bench.memory import PeakMemory
 from bench.metrics import METRICS
-from bench.metrics.base import BACKBONE_INPUT_KINDS
+from bench.metrics.base import BACKBONE_FIELD_OF_KIND, FEATURE_BACKBONE_INPUT_KINDS
+from bench.metrics.cross_modal import ImageClassifierBackbone, ImageTextScorer
 from bench.provenance import environment_info, git_commit, package_version, utc_now
-from bench.spec import EvalSpec, SpecError, SuiteSpec, TrackSpec, model_entry
+from bench.spec import EvalSpec, SpecError, SuiteSpec, TrackSpec, check_eval_backbones, model_entry
 from datamodules import DATAMODULES, BenchDataModule
 from models import MODELS, BenchModule, ImageGenerator
 
@@ -82,6 +83,44 @@ def backbone_key(spec: EvalSpec) -> tuple[str, int | None, str | None]:
     return spec.backbone, spec.backbone_size, spec.resize
 
 
+def extra_backbone_key(name: str) -> tuple[str, None, None]:
+    """Key of an ``eval.clip_backbone`` / ``eval.classifier_backbone`` in :func:`prepare`'s backbones: built with its
+    own defaults (size, resize mode and weights), so one instance serves every track naming it."""
+    return name, None, None
+
+
+#: The interface each extra backbone field asks for (checked by :func:`prepare`).
+_EXTRA_BACKBONE_INTERFACE: dict[str, tuple[type, str]] = {
+    "clip_backbone": (ImageTextScorer, "similarity(images uint8, captions: list[str]) -> (B,) cosines"),
+    "classifier_backbone": (ImageClassifierBackbone, "classify(images uint8) -> (B, K) logits"),
+}
+
+
+def _build_extra_backbones(
+    track: TrackSpec, source: str, index: int, backbones: dict[tuple[str, int | None, str | None], FeatureBackbone]
+) -> None:
+    """Builds the image–text / classifier backbones that track number ``index``'s metrics need into ``backbones``.
+
+    Raises:
+        SpecError: A needed field is missing, names an unknown backbone, a backbone that does not build, or one
+            without the interface the field asks for.
+    """
+    where = f"tracks[{index}].eval"
+    check_eval_backbones(track.eval, track.metrics, where, source)
+    kinds = {METRICS.get(m).input_kind for m in track.metrics}
+    for fld in sorted({BACKBONE_FIELD_OF_KIND[k] for k in kinds if k in BACKBONE_FIELD_OF_KIND}):
+        name = getattr(track.eval, fld)
+        key = extra_backbone_key(name)
+        if key not in backbones:
+            try:
+                backbones[key] = build_backbone(*key)
+            except ValueError as err:
+                raise SpecError(f"{source}: key '{where}.{fld}': {err}") from err
+        interface, signature = _EXTRA_BACKBONE_INTERFACE[fld]
+        if not isinstance(backbones[key], interface):
+            raise SpecError(f"{source}: key '{where}.{fld}': backbone {name!r} has no {signature}")
+
+
 def _quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -107,10 +146,13 @@ def prepare(
 
     Args:
         spec: The suite.
-        backbone_weights: A weights file given to every backbone instead of its default (``--backbone-weights``).
+        backbone_weights: A weights file given to every feature backbone (``eval.backbone``) instead of its
+            default (``--backbone-weights``); image–text and classifier backbones load their own.
 
     Returns:
-        Datamodules by ``(name, args)`` key and backbones by ``(name, size, resize mode)``.
+        Datamodules by ``(name, args)`` key and backbones by ``(name, size, resize mode)``; the image–text and
+        classifier backbones (``eval.clip_backbone``, ``eval.classifier_backbone``) the metrics need are there
+        under :func:`extra_backbone_key`.
 
     Raises:
         SpecError, DataUnavailableError, BackboneWeightsError: Before any training.
@@ -127,6 +169,13 @@ def prepare(
                     raise SpecError(f"{spec.source}: key 'tracks[{i}].datamodules.{dm_name}': {err}") from err
                 dms[key].setup()
             provided = dms[key].data_spec().modalities
+            if any(METRICS.get(m).input_kind == "image_text" for m in track.metrics) and not callable(
+                getattr(dms[key], "caption_strings", None)
+            ):
+                raise SpecError(
+                    f"{spec.source}: track '{track.name}': datamodule {dm_name!r} has no caption strings "
+                    f"(caption_strings(split)), which clip-score metrics score images against"
+                )
             for model_name, model_args in track.models.items():
                 where = f"{spec.source}: key 'tracks[{i}].models.{model_name}'"
                 model = _build_model(model_name, model_args, dms[key], where)
@@ -141,13 +190,14 @@ def prepare(
                         f"{spec.source}: track '{track.name}': none of the metrics {list(track.metrics)} applies to "
                         f"model {model_name!r} (family {model.family!r})"
                     )
-        if any(METRICS.get(m).input_kind in BACKBONE_INPUT_KINDS for m in track.metrics):
+        if any(METRICS.get(m).input_kind in FEATURE_BACKBONE_INPUT_KINDS for m in track.metrics):
             bb_key = backbone_key(track.eval)
             if bb_key not in backbones:
                 try:
                     backbones[bb_key] = build_backbone(*bb_key, weights_path=backbone_weights)
                 except ValueError as err:
                     raise SpecError(f"{spec.source}: key 'tracks[{i}].eval': {err}") from err
+        _build_extra_backbones(track, spec.source, i, backbones)
     return dms, backbones
 
 
@@ -296,7 +346,10 @@ def run_suite(spec: SuiteSpec, opts: RunOptions) -> SuiteOutcome:
     done = 0
     for track in spec.tracks:
         backbone = backbones.get(backbone_key(track.eval))
-        evaluator = Evaluator(track.eval, track.metrics, backbone, opts.cache_dir, opts.console)
+        clip, classifier = (backbones.get(extra_backbone_key(name)) if name else None
+                            for name in (track.eval.clip_backbone, track.eval.classifier_backbone))
+        evaluator = Evaluator(track.eval, track.metrics, backbone, opts.cache_dir, opts.console,
+                              clip_backbone=clip, classifier_backbone=classifier)
         for dm_name, dm_args in track.datamodules.items():
             dm = dms[_dm_key(dm_name, dm_args)]
             for model_name, model_args in track.models.items():

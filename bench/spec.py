@@ -80,6 +80,16 @@ class EvalSpec:
         nll_samples: Importance samples per image of the ``nll-bpd`` bound.
         nll_images: Score ``nll-bpd`` on the first this-many images of ``real_split`` (0: all of them); the
             bound costs ``nll_samples`` decoder passes per image. Recorded as the row's ``n_real``.
+        clip_backbone: Registered image–text backbone (``similarity(images, captions)``) that scores
+            ``clip-score`` / ``clip-score-real``, e.g. ``clip-indomain-fashion`` offline or ``clip-vit-b-32``;
+            required when the track lists one of them. Its weights are its own default (``--backbone-weights``
+            only replaces ``backbone``'s).
+        classifier_backbone: Registered classifier backbone (``classify(images) -> logits``) that scores
+            ``coherence`` / ``coherence-real``, e.g. ``classifier-indomain-fashion``; required when the track lists
+            one of them.
+
+    Caption-conditioned metrics (``cross-fid``, ``cross-kid``, ``clip-score``, ``coherence``) generate one image
+    from each caption of the first ``n_fake`` examples of ``real_split`` (all of them if it has fewer).
     """
 
     backbone: str = "efficientnet-lite0"
@@ -93,6 +103,8 @@ class EvalSpec:
     is_splits: int = 10
     nll_samples: int = 64
     nll_images: int = 0
+    clip_backbone: str | None = None
+    classifier_backbone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -233,6 +245,35 @@ def _named_args(
     return out
 
 
+def check_eval_backbones(evals: EvalSpec, metrics: list[str] | tuple[str, ...], where: str, source: str) -> None:
+    """Checks the extra backbones of an ``eval`` block: each one the track's metrics need is given, and every one
+    given is registered.
+
+    Args:
+        evals: The track's eval settings. metrics: Its metric names (registered). where: Key of the eval block
+            (e.g. ``tracks[0].eval``). source: The suite file.
+
+    Raises:
+        SpecError: A needed ``clip_backbone`` / ``classifier_backbone`` is missing, or a name is not registered.
+    """
+    from bench.backbones import BACKBONES
+    from bench.metrics import METRICS
+    from bench.metrics.base import BACKBONE_FIELD_OF_KIND
+
+    for fld in sorted(set(BACKBONE_FIELD_OF_KIND.values())):
+        name = getattr(evals, fld)
+        needing = [m for m in metrics if BACKBONE_FIELD_OF_KIND.get(METRICS.get(m).input_kind) == fld]
+        if needing and not name:
+            raise SpecError(
+                f"{source}: key '{where}.{fld}' is missing: metrics {needing} are scored with it; set it to a "
+                f"registered backbone (`bench list backbones`)"
+            )
+        if name and name not in BACKBONES:
+            raise SpecError(
+                f"{source}: key '{where}.{fld}': unknown backbone {name!r}; valid backbones: {', '.join(BACKBONES.names())}"
+            )
+
+
 def parse_suite(data: Any, source: str) -> SuiteSpec:
     """Validates parsed YAML and builds the :class:`SuiteSpec`.
 
@@ -293,6 +334,7 @@ def parse_suite(data: Any, source: str) -> SuiteSpec:
             )
         if evals.real_split not in ("train", "val", "test"):
             raise SpecError(f"{source}: key '{where}.eval.real_split' must be train, val or test")
+        check_eval_backbones(evals, metrics, f"{where}.eval", source)
         tracks.append(
             TrackSpec(
                 name=_check_type(raw["name"], str, f"{where}.name", source),

@@ -120,7 +120,17 @@ class CaptionedDigitsDataModule(BenchDataModule):
         self.captions = [caption_for(int(y), gen) for y in labels]
         text = tokenize(self.captions, self.vocab, self.text_length)
         index = stratified_split(labels, fractions=(0.1, 0.2), seed=0)
+        self._split_index = index
         return {s: {"image": images[i], "text": text[i], "label": labels[i]} for s, i in index.items()}
+
+    def caption_strings(self, split: str) -> list[str]:
+        """The caption strings of ``split``, in the order of ``split_tensors(split)`` (e.g. for CLIP score).
+
+        Raises:
+            ValueError: If ``split`` is not train, val or test.
+        """
+        self.split_tensors(split)  # validates the split and loads the data
+        return [self.captions[i] for i in self._split_index[split].tolist()]
 
     def data_spec(self) -> DataSpec:
         return DataSpec(

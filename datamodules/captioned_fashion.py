@@ -12,7 +12,7 @@ How each caption is built (deterministic; nothing depends on the run's seed):
 
 The attributes are measured on the native 28×28 images before any resize; the thresholds are stored on the
 datamodule (:attr:`size_cuts`, :attr:`tone_cuts`). Batches are ``{"image", "text", "label"}`` as in
-``captioned-digits``; the raw strings are in :attr:`captions` (per split).
+``captioned-digits``; the raw strings are in :attr:`captions` (per split) and :meth:`caption_strings`.
 """
 
 from __future__ import annotations
@@ -100,6 +100,15 @@ class CaptionedFashionMNISTDataModule(FashionMNISTDataModule):
             out[split] = {"image": images, "text": tokenize(self.captions[split], self.vocab, self.text_length),
                           "label": tensors["label"]}
         return out
+
+    def caption_strings(self, split: str) -> list[str]:
+        """The caption strings of ``split``, in the order of ``split_tensors(split)`` (e.g. for CLIP score).
+
+        Raises:
+            ValueError: If ``split`` is not train, val or test.
+        """
+        self.split_tensors(split)  # validates the split and loads the data
+        return list(self.captions[split])
 
     def data_spec(self) -> DataSpec:
         return DataSpec(

@@ -3,6 +3,7 @@
 from bench.metrics import (  # noqa: F401  (registration)
     classification,
     clip_score,
+    cross_modal,
     fid,
     inception_score,
     kid,

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import Metric
 
-from bench.metrics.base import BenchMetric
+from bench.metrics.base import BenchMetric, MetricContext
 from bench.metrics.registry import METRICS
 
 #: Scale of the score (CLIPScore's w = 100 as in torchmetrics; Hessel et al. use w = 2.5 on their own scale).
@@ -57,20 +57,32 @@ class CLIPScore(BenchMetric, Metric):
     ``last_num_truncated`` after that call). ``compute()`` returns the mean (float64 scalar); the std over pairs is
     in ``last_std`` and the total truncated count in ``last_num_truncated`` (with a warning when > 0, also stated
     in :meth:`protocol`).
+
+    The evaluator feeds it the images a text-to-image model generates from the reference split's captions, scored
+    against those captions by the track's ``eval.clip_backbone`` (see :mod:`bench.metrics.cross_modal`).
+
+    Args:
+        real_split: The split whose captions the images were generated from (stated in :meth:`protocol`); None
+            when the pairs come from elsewhere.
     """
 
-    input_kind = "image_text"  # type: ignore[assignment]  # a new kind: image-caption pairs scored by a backbone
+    input_kind = "image_text"
     higher_is_better = True
     full_state_update = False
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, real_split: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.real_split = real_split
         self.add_state("score_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("score_sq_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("num_truncated", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
         self.last_std = torch.zeros((), dtype=torch.float64)
         self.last_num_truncated = 0
+
+    @classmethod
+    def build(cls, ctx: MetricContext) -> CLIPScore:
+        return cls(real_split=ctx.real_split)
 
     def update(self, cosine: torch.Tensor, num_truncated: int = 0) -> None:  # cosine (N,) in [-1, 1]
         cosine = torch.as_tensor(cosine)
@@ -106,4 +118,5 @@ class CLIPScore(BenchMetric, Metric):
         return mean
 
     def protocol(self) -> str:
-        return f"score=100*max(cos,0),mean_over=pairs,float64,truncated_captions={self.last_num_truncated}"
+        base = f"score=100*max(cos,0),mean_over=pairs,float64,truncated_captions={self.last_num_truncated}"
+        return base if self.real_split is None else f"conditioned_on=captions of {self.real_split},{base}"
