@@ -1,1 +1,6 @@
-"""Transformer generators over image tokens (GPT, MaskGIT, Transformer-XL, text-to-image) and the ViT encoder."""
+"""Transformer generators over image tokens (GPT, MaskGIT, Transformer-XL, text-to-image) and the ViT encoder.
+
+Importing the package registers ``gpt``, ``transformer-xl``, ``text2image-gpt``, ``maskgit`` and ``vit``.
+"""
+
+from models.transformer import gpt, text2image_gpt, transformer_xl  # noqa: F401  (registration)

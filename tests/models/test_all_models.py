@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from datamodules import DATAMODULES, BenchDataModule
-from models import MODELS, BenchModule, Classifier, ImageGenerator
+from models import MODELS, BenchModule, Classifier, ImageGenerator, TextToImageGenerator
 from tests.models.tester import quiet_trainer
 
 
 def datamodule_for(cls: type[BenchModule]) -> BenchDataModule:
-    if issubclass(cls, Classifier):
+    if issubclass(cls, (Classifier, TextToImageGenerator)):  # captioned data: both modalities
         return DATAMODULES.get("captioned-digits")(batch_size=16)
     return DATAMODULES.get("digits")(image_size=16, batch_size=16)
 

@@ -1,0 +1,258 @@
+"""Transformer-XL (Dai et al., 2019) over image tokens: segment-level recurrence with relative positions.
+
+The input ``[BOS, token_0, …, token_{N−2}]`` is cut into segments of ``segment_len`` tokens, processed in order.
+Layer l of a segment attends to its own earlier positions in the segment and to a *memory*: the layer-l inputs
+(hidden states) of the previous ``mem_len`` tokens, cached from the preceding segments with the gradient stopped
+(``detach``). Positions are relative, with the paper's parametrization: sinusoidal embeddings R of the distance
+i − j, projected per layer (``W_{k,R}``), and two learned per-head biases u (content) and v (position):
+
+    score(i, j) = (q_i + u)·k_j + (q_i + v)·(W_{k,R} R_{i−j}),
+
+the position term computed for all distances at once and aligned with the "relative shift" trick. There are no
+absolute positions: inside an image the model locates itself only through its context (the first segment, which
+has no memory, starts at the image's first token).
+
+Sampling runs token by token with the memory, reproducing the training context exactly: within a segment a
+token sees the segment's earlier tokens and the memory fixed at the segment's start; the memory is updated
+when a segment is complete. So the likelihood (``nll``) is exact for the distribution ``sample`` draws from.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.registry import MODELS
+from models.transformer.blocks import MLP, causal_mask, init_gpt_weights
+from models.transformer.gpt import GPT, AutoregressiveImageModel
+
+
+def sinusoid_embedding(distances: torch.Tensor, dim: int) -> torch.Tensor:
+    """Transformer sinusoids of (K,) distances → (K, dim): [sin(d·f_i), cos(d·f_i)], f_i = 10000^(−2i/dim)."""
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(0, dim, 2, device=distances.device).float() / dim)
+    angles = distances.float().unsqueeze(1) * freqs.unsqueeze(0)  # (K, dim/2)
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+def rel_shift(x: torch.Tensor) -> torch.Tensor:
+    """Aligns relative-position scores: (B, nh, T, K) with column c for distance K − 1 − c → entry [i, j] for
+    distance (K − T + i) − j (query i is at absolute position K − T + i). Entries with j > K − T + i (future keys,
+    masked anyway) hold unrelated values. Dai et al.'s pad-reshape trick."""
+    b, h, t, k = x.shape
+    padded = F.pad(x, (1, 0))  # (B, nh, T, K + 1): a zero column in front
+    return padded.view(b, h, k + 1, t)[:, :, 1:].reshape(b, h, t, k)
+
+
+class RelativeMultiHeadAttention(nn.Module):
+    """Causal multi-head attention over [memory, segment] with Transformer-XL relative positions.
+
+    Args:
+        n_embd: Width C. n_head: Heads. dropout: Dropout on attention weights and output.
+    """
+
+    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        if n_embd % n_head:
+            raise ValueError(f"n_embd={n_embd} must be divisible by n_head={n_head}")
+        self.n_head, self.head_dim = n_head, n_embd // n_head
+        self.q = nn.Linear(n_embd, n_embd)
+        self.kv = nn.Linear(n_embd, 2 * n_embd)
+        self.r_net = nn.Linear(n_embd, n_embd, bias=False)  # W_{k,R}
+        self.u = nn.Parameter(torch.zeros(n_head, self.head_dim))  # content bias
+        self.v = nn.Parameter(torch.zeros(n_head, self.head_dim))  # position bias
+        self.proj = nn.Linear(n_embd, n_embd)
+        self.dropout = dropout
+        self.resid_drop = nn.Dropout(dropout)
+
+    def position_scores(self, q: torch.Tensor, pos_emb: torch.Tensor) -> torch.Tensor:
+        """(q + v)·(W_{k,R} R) before the shift: q (B, nh, T, hs), pos_emb (K, C) → (B, nh, T, K)."""
+        r = self.r_net(pos_emb).view(-1, self.n_head, self.head_dim).transpose(0, 1)  # (nh, K, hs)
+        return (q + self.v.unsqueeze(1)) @ r.transpose(1, 2).unsqueeze(0)
+
+    def forward(self, x: torch.Tensor, mem: torch.Tensor, pos_emb: torch.Tensor) -> torch.Tensor:
+        """Attends the segment to the memory and to itself.
+
+        Args:
+            x: (B, T, C) normalized segment inputs.
+            mem: (B, M, C) normalized memory (M may be 0).
+            pos_emb: (M + T, C) sinusoids of the distances M + T − 1, …, 0.
+
+        Returns:
+            (B, T, C).
+        """
+        b, t, c = x.shape
+        cat = torch.cat([mem, x], dim=1)  # (B, K, C), K = M + T
+        k_len = cat.shape[1]
+        q = self.q(x).view(b, t, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
+        k, v = self.kv(cat).view(b, k_len, 2, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)  # (B, nh, K, hs)
+        scale = 1.0 / math.sqrt(self.head_dim)
+        bd = rel_shift(self.position_scores(q, pos_emb))  # (B, nh, T, K)
+        allowed = causal_mask(t, k_len - t, x.device)  # (T, K)
+        bias = (bd * scale).masked_fill(~allowed, float("-inf"))
+        drop = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q + self.u.unsqueeze(1), k, v, attn_mask=bias, dropout_p=drop)
+        return self.resid_drop(self.proj(y.transpose(1, 2).reshape(b, t, c)))
+
+
+class XLBlock(nn.Module):
+    """Pre-LN block with relative attention: the memory is normalized by the same LayerNorm as the segment."""
+
+    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(n_embd)
+        self.attn = RelativeMultiHeadAttention(n_embd, n_head, dropout)
+        self.ln_2 = nn.LayerNorm(n_embd)
+        self.mlp = MLP(n_embd, dropout)
+
+    def forward(self, x: torch.Tensor, mem: torch.Tensor, pos_emb: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) segment, (B, M, C) memory of this layer's inputs → (B, T, C)."""
+        x = x + self.attn(self.ln_1(x), self.ln_1(mem), pos_emb)
+        return x + self.mlp(self.ln_2(x))
+
+
+@MODELS.register("transformer-xl")
+class TransformerXL(AutoregressiveImageModel):
+    """Transformer-XL prior over image tokens (see the module docstring for the recurrence and positions).
+
+    Same tokenizer, sampling (temperature, top-k, CPU generator), likelihood and training interface as ``gpt``.
+    Relative positions: the paper's sinusoidal relative embeddings with per-layer projection, u/v biases and the
+    rel-shift trick (not a learned bias table). Per layer it has ``C² + 2C`` parameters more than a GPT block
+    (W_{k,R}, u, v) and no absolute position table; :meth:`gpt_matched_hparams` picks the width at which it matches
+    a ``gpt`` configuration's parameter count. With the defaults on 28×28 images (16 levels, 14×14 tokens):
+    ``gpt`` (C=128) has 822,656 parameters and ``transformer-xl`` at its matched width C=124 (the default) has
+    811,332 (−1.4%).
+
+    Args:
+        image_shape, n_layer, n_head, n_embd, dropout, tokenizer, levels, token_size, tokenizer_weights,
+        temperature, top_k, lr, weight_decay, warmup_steps, cosine_decay: As for ``gpt``.
+        segment_len: Tokens per segment (the last segment may be shorter).
+        mem_len: Cached hidden states per layer (0: no recurrence, segments are independent).
+    """
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int] = (1, 28, 28),
+        n_layer: int = 4,
+        n_head: int = 4,
+        n_embd: int = 124,
+        dropout: float = 0.0,
+        segment_len: int = 49,
+        mem_len: int = 49,
+        tokenizer: str = "pixel",
+        levels: int = 16,
+        token_size: int = 14,
+        tokenizer_weights: str | None = None,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        lr: float = 1e-3,
+        weight_decay: float = 0.01,
+        warmup_steps: int = 0,
+        cosine_decay: bool = False,
+    ) -> None:
+        super().__init__()
+        if segment_len < 1 or mem_len < 0:
+            raise ValueError(f"need segment_len >= 1 and mem_len >= 0, got {segment_len}, {mem_len}")
+        self.save_hyperparameters()
+        self.setup_tokenizer()
+        self.segment_len, self.mem_len = int(segment_len), int(mem_len)
+        self.tok_emb = nn.Embedding(self.vocab + 1, n_embd)  # + BOS
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(XLBlock(n_embd, n_head, dropout) for _ in range(n_layer))
+        self.ln_f = nn.LayerNorm(n_embd)
+        self.head = nn.Linear(n_embd, self.vocab, bias=False)
+        init_gpt_weights(self, n_layer)
+
+    @classmethod
+    def gpt_matched_hparams(cls, image_shape: tuple[int, int, int] = (1, 28, 28), **gpt_hparams: Any) -> dict[str, Any]:
+        """Transformer-XL hparams whose parameter count is closest to ``gpt(image_shape, **gpt_hparams)``'s.
+
+        Everything but the width is copied from the GPT configuration; the width is searched over multiples of
+        ``n_head`` up to the GPT's (the XL layers are slightly larger, the GPT has the position table).
+        """
+        target = GPT(image_shape=image_shape, **gpt_hparams).num_parameters()
+        n_head = int(gpt_hparams.get("n_head", 4))
+        n_embd = int(gpt_hparams.get("n_embd", 128))
+        shared = {k: v for k, v in gpt_hparams.items() if k != "n_embd"}
+        best: tuple[float, int] | None = None
+        for width in range(n_head, n_embd + 1, n_head):
+            count = cls(image_shape=image_shape, n_embd=width, **shared).num_parameters()
+            gap = abs(count - target)
+            if best is None or gap < best[0]:
+                best = (gap, width)
+        assert best is not None
+        return {"image_shape": image_shape, **shared, "n_embd": best[1]}
+
+    # ------------------------------------------------------------------------------------------------ forward
+    def init_memory(self, batch_size: int) -> list[torch.Tensor]:
+        """Empty per-layer memories, each (B, 0, C)."""
+        c = self.hparams.n_embd
+        return [torch.zeros(batch_size, 0, c, device=self.device) for _ in self.blocks]
+
+    def forward(self, idx: torch.Tensor, mems: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """One segment: (B, T) input ids and per-layer memories (B, M, C) → (B, T, vocab) logits and the next
+        memories: the last ``mem_len`` of [memory, this segment's layer inputs], detached (stop-gradient)."""
+        x = self.drop(self.tok_emb(idx))  # (B, T, C)
+        k_len = mems[0].shape[1] + idx.shape[1]
+        distances = torch.arange(k_len - 1, -1, -1, device=idx.device)  # K − 1, …, 0
+        pos_emb = self.drop(sinusoid_embedding(distances, self.hparams.n_embd))  # (K, C)
+        new_mems = []
+        for block, mem in zip(self.blocks, mems):
+            new_mems.append(self.update_memory(mem, x))
+            x = block(x, mem, pos_emb)
+        return self.head(self.ln_f(x)), new_mems
+
+    def update_memory(self, mem: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """The last ``mem_len`` hidden states of [mem, hidden], detached: (B, ≤ mem_len, C)."""
+        if self.mem_len == 0:
+            return mem[:, :0].detach()
+        return torch.cat([mem, hidden], dim=1)[:, -self.mem_len:].detach()
+
+    def build_inputs(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``[BOS, tokens[:-1]]``: (B, N) → (B, N) input ids."""
+        bos = torch.full((len(tokens), 1), self.bos, dtype=torch.long, device=tokens.device)
+        return torch.cat([bos, tokens[:, :-1]], dim=1)
+
+    def image_logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        idx = self.build_inputs(tokens)
+        mems, out = self.init_memory(len(tokens)), []
+        for start in range(0, idx.shape[1], self.segment_len):
+            logits, mems = self(idx[:, start:start + self.segment_len], mems)
+            out.append(logits)
+        return torch.cat(out, dim=1)  # (B, N, V)
+
+    # ------------------------------------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def generate_tokens(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+        return_logits: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Token-by-token sampling. ``use_cache=True`` carries the memory across segments and recomputes only
+        the current segment's prefix per token; ``False`` recomputes every segment from the start each step
+        (teacher-forced :meth:`image_logits` on the tokens so far). Both give the same tokens."""
+        device = self.device
+        tokens = torch.zeros(n, self.seq_len, dtype=torch.long, device=device)
+        idx = self.build_inputs(tokens)  # rewritten as tokens are drawn
+        mems = self.init_memory(n)
+        all_logits = []
+        for p in range(self.seq_len):
+            if use_cache:
+                start = p - p % self.segment_len
+                if p and start == p:  # a segment is complete: its layer inputs become the memory
+                    _, mems = self(idx[:, p - self.segment_len:p], mems)
+                logits = self(idx[:, start:p + 1], mems)[0][:, -1]
+            else:
+                logits = self.image_logits(tokens)[:, p]  # causal: tokens >= p do not matter
+            logits = logits.float()
+            tok = self.pick_tokens(logits, generator)
+            tokens[:, p] = tok
+            if p + 1 < self.seq_len:
+                idx[:, p + 1] = tok
+            all_logits.append(logits)
+        return (tokens, torch.stack(all_logits, dim=1)) if return_logits else tokens
