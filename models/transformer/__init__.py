@@ -3,4 +3,4 @@
 Importing the package registers ``gpt``, ``transformer-xl``, ``text2image-gpt``, ``maskgit`` and ``vit``.
 """
 
-from models.transformer import gpt, text2image_gpt, transformer_xl  # noqa: F401  (registration)
+from models.transformer import gpt, maskgit, text2image_gpt, transformer_xl, vit  # noqa: F401  (registration)

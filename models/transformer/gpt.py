@@ -42,13 +42,12 @@ class AutoregressiveImageModel(LikelihoodModel):
     def setup_tokenizer(self) -> None:
         """Builds ``self.tokenizer`` from the hparams and states the likelihood it implies.
 
-        The pixel token grid is ``min(token_size, H)`` on a side (no upsampling of small images).
+        The pixel token grid is ``min(token_size, H)`` on a side (see :func:`build_tokenizer`).
         """
         hp = self.hparams
         self.image_shape = tuple(int(s) for s in hp.image_shape)
-        size = min(int(hp.token_size), self.image_shape[1]) if hp.token_size else None
         self.tokenizer = build_tokenizer(
-            self.image_shape, kind=hp.tokenizer, levels=hp.levels, size=size, weights=hp.tokenizer_weights
+            self.image_shape, kind=hp.tokenizer, levels=hp.levels, size=hp.token_size, weights=hp.tokenizer_weights
         )
         tok = self.tokenizer
         if isinstance(tok, PixelTokenizer):

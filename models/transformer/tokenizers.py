@@ -164,14 +164,15 @@ def build_tokenizer(
         image_shape: (C, H, W) of the dataset's images.
         kind: "pixel" (:class:`PixelTokenizer`) or "vq" (:class:`VQTokenizer`).
         levels: Intensity levels of the pixel tokenizer.
-        size: Token grid side of the pixel tokenizer (None: the image size).
+        size: Token grid side of the pixel tokenizer, capped at the image side so small images are never
+            upsampled (None or 0: the image size).
         weights: Path of the ``vq-vae`` weights file of the VQ tokenizer.
 
     Raises:
         ValueError: For an unknown kind, a VQ tokenizer without weights, or a VQ-VAE trained on other images.
     """
     if kind == "pixel":
-        return PixelTokenizer(image_shape, levels=levels, size=size)
+        return PixelTokenizer(image_shape, levels=levels, size=min(int(size), int(image_shape[1])) if size else None)
     if kind == "vq":
         if not weights:
             raise ValueError("tokenizer='vq' needs tokenizer weights: a `vq-vae` .pt file saved by save_weights")
