@@ -1,3 +1,3 @@
 """Fusion models and operators; importing this package registers them."""
 
-from models.fusion import classifiers, operator_classifiers, operators  # noqa: F401
+from models.fusion import classifiers, multimodal_vae, operator_classifiers, operators  # noqa: F401
