@@ -2,11 +2,20 @@
 
     bench list {suites,models,datamodules,metrics,backbones,fusions}
     bench run --suite NAME [--models a,b] [--datamodule NAME] [--seeds 0,1,2] [--max-epochs N]
-              [--limit-batches F] [--accelerator auto|cpu|gpu] [--devices N] [--out DIR] [--json]
+              [--limit-batches F] [--fast] [--accelerator auto|cpu|gpu] [--devices N] [--out DIR] [--json]
               [--publish DIR] [--cache-dir DIR] [--backbone-weights FILE]
     bench eval --real PATH --fake PATH [--metrics fid,kid,is,prc] [--backbone NAME] [--backbone-weights FILE]
                [--resize MODE] [--n N] [--seed S] [--batch-size B] [--json]
                (PATH: folder of PNG/JPEG, .npz, datamodule:split)
+
+``--fast`` is a smoke run (see :data:`FAST_RUN`): 1 epoch of 2 training and 2 validation batches per run
+(``--max-epochs`` / ``--limit-batches`` still win), smaller generative evaluation (at most 64 generated images,
+10 KID subsets of at most 32, 2 IS splits, a 2-sample likelihood bound on 32 images); the seeds and the
+classification/robustness evaluation (the whole test split) are unchanged. The numbers are not comparable with a
+full run; the Markdown says so and its command line shows ``--fast``.
+
+A suite with robustness results also gets ``accuracy_vs_noise.png`` next to the leaderboard, linked from it
+(``--publish`` copies it as ``<suite>-accuracy-vs-noise.png``).
 
 Exit codes: 0 success; 1 the suite ran but some run failed (see results.csv); 2 bad input (unknown name,
 invalid suite file, missing data or weights) — reported in one line on stderr before any work starts.
@@ -15,6 +24,7 @@ invalid suite file, missing data or weights) — reported in one line on stderr 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -22,9 +32,22 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bench.runner import SuiteOutcome
+    from bench.spec import SuiteSpec
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
 LISTS = ("suites", "models", "datamodules", "metrics", "backbones", "fusions")
+
+#: What ``--fast`` sets: trainer settings (unless given on the command line) and caps on the evaluation's sizes.
+FAST_RUN = {
+    "max_epochs": 1,
+    "limit_batches": 2,
+    "eval_caps": {"n_fake": 64, "kid_subsets": 10, "kid_subset_size": 32, "is_splits": 2, "nll_samples": 2,
+                  "nll_images": 32},
+}
 
 
 class UsageError(Exception):
@@ -107,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--max-epochs", type=_positive_int, help="replace every track's max_epochs")
     p_run.add_argument("--limit-batches", type=_positive_number,
                        help="fraction (<=1) or number (>1) of train/val batches per epoch")
+    p_run.add_argument("--fast", action="store_true",
+                       help="smoke run: 1 epoch of 2 train/val batches, smaller generative evaluation, same seeds")
     p_run.add_argument("--accelerator", default="auto", choices=("auto", "cpu", "gpu"))
     p_run.add_argument("--devices", type=_positive_int, default=1)
     p_run.add_argument("--out", type=Path, help="output folder (default runs/<suite>)")
@@ -114,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--backbone-weights", type=Path, metavar="FILE",
                        help="weights file for the feature backbone (e.g. Inception's .pth when offline)")
     p_run.add_argument("--publish", type=Path, metavar="DIR",
-                       help="also copy the leaderboard to DIR/<suite>.csv and .md, results to DIR/<suite>-results.csv")
+                       help="also copy the leaderboard to DIR/<suite>.csv and .md, results to DIR/<suite>-results.csv "
+                            "(and the accuracy-vs-noise plot to DIR/<suite>-accuracy-vs-noise.png)")
     p_run.add_argument("--json", action="store_true", help="print one JSON object with the outcome on stdout")
 
     p_eval = sub.add_parser("eval", help="score any two image sets (folder, .npz, or datamodule:split)")
@@ -151,8 +177,10 @@ def cmd_list(kind: str) -> int:
 
 def publish_markdown(md_path: Path, publish_dir: Path, suite_name: str) -> None:
     """Copies the leaderboard Markdown to ``publish_dir/<suite>.md`` with the sample grids it links (first seeds)
-    copied to ``publish_dir/<suite>-samples/`` and the links rewritten to them."""
+    copied to ``publish_dir/<suite>-samples/``, the accuracy-vs-noise figure to
+    ``publish_dir/<suite>-accuracy-vs-noise.png``, and the links rewritten to them."""
     from bench.atomic import atomic_write_text
+    from bench.plots import ACCURACY_VS_NOISE_PNG
 
     text = md_path.read_text()
     prefix = f"{suite_name}-samples/"
@@ -161,7 +189,46 @@ def publish_markdown(md_path: Path, publish_dir: Path, suite_name: str) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(md_path.parent / rel, target)
         text = text.replace(f"]({rel})", f"]({prefix}{rel.removeprefix('samples/')})")
+    if f"]({ACCURACY_VS_NOISE_PNG})" in text:
+        published = f"{suite_name}-{Path(ACCURACY_VS_NOISE_PNG).stem.replace('_', '-')}.png"
+        shutil.copyfile(md_path.parent / ACCURACY_VS_NOISE_PNG, publish_dir / published)
+        text = text.replace(f"]({ACCURACY_VS_NOISE_PNG})", f"]({published})")
     atomic_write_text(publish_dir / f"{suite_name}.md", text)
+
+
+def fast_spec(spec: SuiteSpec, max_epochs_given: bool, limit_given: bool) -> SuiteSpec:
+    """``spec`` as a ``--fast`` smoke run (see :data:`FAST_RUN`); the description says it is one.
+
+    Args:
+        spec: The suite after the other command-line overrides.
+        max_epochs_given: ``--max-epochs`` was given (it wins over the smoke run's 1 epoch).
+        limit_given: ``--limit-batches`` was given (it wins over the smoke run's 2 batches).
+    """
+    caps = FAST_RUN["eval_caps"]
+    tracks = []
+    for track in spec.tracks:
+        trainer = track.trainer
+        if not max_epochs_given:
+            trainer = dataclasses.replace(trainer, max_epochs=FAST_RUN["max_epochs"])
+        if not limit_given:
+            trainer = dataclasses.replace(trainer, limit_train_batches=FAST_RUN["limit_batches"],
+                                          limit_val_batches=FAST_RUN["limit_batches"])
+        ev = track.eval
+        # nll_images = 0 means "every image", so the cap replaces it
+        capped = {k: cap if (k == "nll_images" and ev.nll_images == 0) else min(getattr(ev, k), cap)
+                  for k, cap in caps.items()}
+        tracks.append(dataclasses.replace(track, trainer=trainer, eval=dataclasses.replace(ev, **capped)))
+    note = (f"**Smoke run (`--fast`)**: {trainer_note(max_epochs_given, limit_given)}; generative evaluation capped "
+            f"({', '.join(f'{k} ≤ {v}' for k, v in caps.items())}); seeds not changed by `--fast`. "
+            "Not comparable with a full run.")
+    return dataclasses.replace(spec, tracks=tuple(tracks), description=f"{spec.description.strip()}\n\n{note}")
+
+
+def trainer_note(max_epochs_given: bool, limit_given: bool) -> str:
+    """What ``--fast`` did to training, in words."""
+    epochs = "epochs as given" if max_epochs_given else f"{FAST_RUN['max_epochs']} epoch"
+    batches = "batches as given" if limit_given else f"{FAST_RUN['limit_batches']} train and validation batches"
+    return f"{epochs}, {batches}"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -193,6 +260,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             max_epochs=args.max_epochs,
             limit_batches=args.limit_batches,
         )
+        if args.fast:
+            spec = fast_spec(spec, args.max_epochs is not None, args.limit_batches is not None)
         out_dir = args.out or Path("runs") / spec.name
         opts = RunOptions(
             out_dir=out_dir, accelerator=args.accelerator, devices=args.devices, cache_dir=args.cache_dir,
@@ -204,6 +273,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"bench: error: {err}\n")
         return EXIT_USAGE
 
+    from bench.plots import ACCURACY_VS_NOISE_PNG
+
+    linked = f"]({ACCURACY_VS_NOISE_PNG})" in outcome.leaderboard_md.read_text()  # this run drew it
+    figure = outcome.out_dir / ACCURACY_VS_NOISE_PNG if linked else None
     if args.publish is not None:
         args.publish.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(outcome.leaderboard_csv, args.publish / f"{spec.name}.csv")
@@ -214,11 +287,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps({
             "suite": spec.name, "out_dir": str(outcome.out_dir), "results_csv": str(outcome.results_csv),
             "leaderboard_csv": str(outcome.leaderboard_csv), "leaderboard_md": str(outcome.leaderboard_md),
+            "accuracy_vs_noise_png": str(figure) if figure else None,
             "status_counts": outcome.status_counts, "leaderboard": outcome.leaderboard,
         }, indent=2, default=str))
     else:
         print(outcome.leaderboard_md.read_text())
-        print(f"wrote {outcome.results_csv}, {outcome.leaderboard_csv}, {outcome.leaderboard_md}")
+        print(f"wrote {outcome.results_csv}, {outcome.leaderboard_csv}, {outcome.leaderboard_md}"
+              + (f", {figure}" if figure else ""))
     return EXIT_RUN_FAILED if failed else EXIT_OK
 
 

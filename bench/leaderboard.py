@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -89,12 +90,97 @@ def _fmt(mean: float, std: float) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+# ------------------------------------------------------------------------------------------ robustness columns
+_DROP = re.compile(r"^acc-drop-(?P<modality>.+)$")
+_NOISE = re.compile(r"^acc-noise-(?P<modality>.+)@(?P<level>[0-9.eE+-]+)$")
+_RELATIVE = re.compile(r"^relative-robustness-(?P<modality>.+)$")
+
+
+def is_robustness_metric(metric: str) -> bool:
+    """Whether ``metric`` is one of the rows the ``robustness`` metric writes (drop, noise, relative)."""
+    return any(p.match(metric) for p in (_DROP, _NOISE, _RELATIVE))
+
+
+def order_metrics(metrics: list[str]) -> list[str]:
+    """Metrics in reading order: the others as given (accuracy, macro-F1, ...), then the robustness rows grouped:
+    every ``drop-<modality>``, then per modality its noise levels ascending, then every relative robustness.
+    Modalities keep their order of first appearance."""
+    modalities: list[str] = []
+    for m in metrics:
+        match = _DROP.match(m) or _NOISE.match(m) or _RELATIVE.match(m)
+        if match and match["modality"] not in modalities:
+            modalities.append(match["modality"])
+
+    def key(item: tuple[int, str]) -> tuple:
+        i, m = item
+        if match := _DROP.match(m):
+            return (1, modalities.index(match["modality"]), 0.0, i)
+        if match := _NOISE.match(m):
+            return (2, modalities.index(match["modality"]), float(match["level"]), i)
+        if match := _RELATIVE.match(m):
+            return (3, modalities.index(match["modality"]), 0.0, i)
+        return (0, 0, 0.0, i)
+
+    return [m for _, m in sorted(enumerate(metrics), key=key)]
+
+
+def column_label(metric: str) -> str:
+    """The Markdown header of a metric: robustness rows get short names (``drop image``, ``image noise 0.25``,
+    ``rel. rob. image``); others keep theirs."""
+    if match := _DROP.match(metric):
+        return f"drop {match['modality']}"
+    if match := _NOISE.match(metric):
+        return f"{match['modality']} noise {match['level']}"
+    if match := _RELATIVE.match(metric):
+        return f"rel. rob. {match['modality']}"
+    return metric
+
+
+ROBUSTNESS_LEGEND = (
+    "Robustness columns: accuracy on the same test split with one modality changed. `drop M`: modality M removed "
+    "(image zeroed, caption all padding); `M noise L`: M corrupted at level L (image: added Gaussian noise of std L, "
+    "clipped to [0, 1]; text: each word replaced by a random vocabulary word with probability L); "
+    "`rel. rob. M`: mean over the noise levels of accuracy(L) / clean accuracy (1 = unaffected)."
+)
+
+
+def _filled(value: Any) -> bool:
+    return isinstance(value, str) and value.strip() != ""
+
+
+def _cell(value: Any) -> str:
+    return value if _filled(value) else "–"
+
+
+#: The first line of the closing paragraph of every leaderboard; figures are linked just above it.
+FOOTER_START = "Values are mean ± sample std over seeds"
+
+
+def link_figure(markdown: str, caption: str, rel_path: str) -> str:
+    """``markdown`` with the figure ``rel_path`` linked (``![caption](rel_path)``) in a ``## Figures`` section just
+    above the closing paragraph; unchanged if that link is already there."""
+    link = f"![{caption}]({rel_path})"
+    if f"]({rel_path})" in markdown:
+        return markdown
+    block = f"{link}\n\n" if "## Figures\n" in markdown else f"## Figures\n\n{link}\n\n"
+    anchor = markdown.find(FOOTER_START)
+    if anchor < 0:
+        return markdown.rstrip("\n") + "\n\n" + block
+    return markdown[:anchor] + block + markdown[anchor:]
+
+
 def to_markdown(table: pd.DataFrame, results: pd.DataFrame, spec: SuiteSpec, command: str, env: dict[str, Any],
-                samples: dict[tuple[str, str, str], str] | None = None) -> str:
+                samples: dict[tuple[str, str, str], str] | None = None,
+                figures: dict[str, str] | None = None) -> str:
     """The leaderboard as Markdown: one table per track, then the protocol and the command that made it.
+
+    A track with fusion models (a non-empty ``fusion_stage`` or ``fusion_operator``) shows ``stage`` and
+    ``operator`` columns right after the model; robustness rows are grouped after the other metrics under short
+    headers, explained below the table.
 
     Args:
         samples: Relative path of a sample grid (PNG) per (track, model, datamodule), linked from the table.
+        figures: Caption → relative path of figures (PNG) linked in a ``## Figures`` section.
     """
     samples = samples or {}
     lines = [f"# Leaderboard: suite `{spec.name}`", "", spec.description.strip(), "",
@@ -104,16 +190,21 @@ def to_markdown(table: pd.DataFrame, results: pd.DataFrame, spec: SuiteSpec, com
         if part.empty:
             continue
         named = list(dict.fromkeys([*track.metrics, *results.loc[results["track"] == track.name, "metric"]]))
-        metrics = [m for m in named if f"{m}_mean" in part]
+        metrics = order_metrics([m for m in named if f"{m}_mean" in part])
         arrows = {m: "↑" if _higher_is_better(results, m) else "↓" for m in named}
         lines += [f"## Track `{track.name}` (ranked by {track.primary_metric} {arrows[track.primary_metric]})", ""]
         has_samples = any(key[0] == track.name for key in samples)
-        header = ["model", "family", "datamodule", "params", "seeds"] + [f"{m} {arrows[m]}" for m in metrics]
+        has_fusion = any(_filled(v) for col in ("fusion_stage", "fusion_operator") if col in part for v in part[col])
+        header = ["model"] + (["stage", "operator"] if has_fusion else [])
+        header += ["family", "datamodule", "params", "seeds"] + [f"{column_label(m)} {arrows[m]}" for m in metrics]
         header += ["wall s", "peak MiB", "status"] + (["samples"] if has_samples else [])
         lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         for _, row in part.iterrows():
             params = "–" if pd.isna(row["params"]) else f"{int(row['params']):,}"
-            cells = [row["model"], row["family"], row["datamodule"], params, str(row["n_seeds"])]
+            cells = [row["model"]]
+            if has_fusion:
+                cells += [_cell(row.get("fusion_stage")), _cell(row.get("fusion_operator"))]
+            cells += [row["family"], row["datamodule"], params, str(row["n_seeds"])]
             cells += [_fmt(row[f"{m}_mean"], row.get(f"{m}_std")) for m in metrics]
             peak = "–" if pd.isna(row["peak_mem_mb_max"]) else f"{row['peak_mem_mb_max']:.0f}"
             cells += [f"{row['wall_s_mean']:.1f}", peak, row["status"]]
@@ -122,9 +213,12 @@ def to_markdown(table: pd.DataFrame, results: pd.DataFrame, spec: SuiteSpec, com
                 cells.append(f"[grid]({grid})" if grid else "–")
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
         lines.append("")
+        if any(is_robustness_metric(m) for m in metrics):
+            lines += [ROBUSTNESS_LEGEND, ""]
         proto = results[(results["track"] == track.name) & (results["status"] == "ok")]
         if not proto.empty:
             lines += ["Protocol:", ""]
+            details: dict[str, list[str]] = {}  # one line per distinct protocol, naming every metric that shares it
             for metric, grp in proto.groupby("metric", sort=False):
                 first = grp.iloc[0]
                 detail = [f"split={first['split']}", f"n_real={first['n_real']}"]
@@ -133,11 +227,18 @@ def to_markdown(table: pd.DataFrame, results: pd.DataFrame, spec: SuiteSpec, com
                                f"sha256={first['backbone_sha256'][:16]}…", f"resize={first['resize']}"]
                 if isinstance(first["protocol"], str) and first["protocol"]:
                     detail.append(first["protocol"])
-                lines.append(f"- `{metric}`: " + ", ".join(detail))
+                details.setdefault(", ".join(detail), []).append(metric)
+            for detail, names in details.items():
+                names = order_metrics(names)
+                shown = ", ".join(f"`{n}`" for n in names) if len(names) <= 3 else (
+                    f"`{names[0]}` … `{names[-1]}` ({len(names)} rows)")
+                lines.append(f"- {shown}: {detail}")
             lines.append(f"- trainer: {track.trainer}")
             lines.append("")
+    for caption, rel_path in (figures or {}).items():
+        lines += (["## Figures", ""] if "## Figures" not in lines else []) + [f"![{caption}]({rel_path})", ""]
     lines += [
-        "Values are mean ± sample std over seeds "
+        f"{FOOTER_START} "
         f"({', '.join(map(str, spec.seeds))}); each seed trains from scratch and seeds sampling and metric randomness. "
         "`wall s` is the mean wall time of a run (training + scoring); `peak MiB` the largest peak memory over its "
         "seeds (process RSS on CPU, allocated memory on CUDA); sample grids show 64 samples of the first seed's model.",

@@ -17,6 +17,7 @@ import pandas as pd
 
 from bench.leaderboard import RESULT_COLUMNS, aggregate, to_markdown, write_leaderboard, write_results
 from bench.provenance import environment_info
+from bench.runner import noise_figure
 from bench.spec import SpecError, SuiteSpec
 
 _RUN_KEY = ["track", "model", "datamodule"]
@@ -106,7 +107,7 @@ def report(spec: SuiteSpec, results: list[Path], out_dir: Path, command: str) ->
     results_csv = out_dir / "results.csv"
     write_results(merged.to_dict("records"), results_csv)
     table = aggregate(merged, spec)
-    markdown = to_markdown(table, merged, spec, command, env, grids)
+    markdown = to_markdown(table, merged, spec, command, env, grids, noise_figure(merged, out_dir))
     lines = [f"Merged by `{command}`; later runs replace earlier runs of the same model. Reproduce with the runs:"]
     for i, path in enumerate(results):
         models = sorted(set(merged.loc[[o == i for o in origin], "model"]))

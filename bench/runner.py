@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import pandas as pd
 import torch
 import yaml
 from lightning.pytorch.callbacks import RichProgressBar
@@ -34,6 +35,7 @@ from bench.evaluate import Evaluator, applicable_metrics
 from bench.hashing import config_hash
 from bench.leaderboard import aggregate, results_frame, to_markdown, write_leaderboard, write_results
 from bench.memory import PeakMemory
+from bench.plots import ACCURACY_VS_NOISE_PNG, plot_accuracy_vs_noise
 from bench.metrics import METRICS
 from bench.metrics.base import BACKBONE_FIELD_OF_KIND, FEATURE_BACKBONE_INPUT_KINDS
 from bench.metrics.cross_modal import ImageClassifierBackbone, ImageTextScorer
@@ -325,11 +327,20 @@ def sample_grids(out: Path, spec: SuiteSpec) -> dict[tuple[str, str, str], str]:
     return grids
 
 
+def noise_figure(results: pd.DataFrame, out: Path) -> dict[str, str] | None:
+    """Draws ``accuracy_vs_noise.png`` into ``out`` when ``results`` has robustness rows; returns the figure links
+    for the Markdown (caption → path relative to ``out``), or None."""
+    if plot_accuracy_vs_noise(results, out / ACCURACY_VS_NOISE_PNG) is None:
+        return None
+    return {f"{results['suite'].iloc[0]}: accuracy against noise level": ACCURACY_VS_NOISE_PNG}
+
+
 def run_suite(spec: SuiteSpec, opts: RunOptions) -> SuiteOutcome:
     """Runs every (track, datamodule, model, seed) of ``spec`` and writes into ``opts.out_dir``:
 
     results.csv (long), leaderboard.csv / leaderboard.md (mean ± std over seeds), suite.yaml (the resolved spec),
-    environment.json, logs/ (Lightning CSV logs) and weights/ (final weights of every ok run).
+    environment.json, logs/ (Lightning CSV logs), weights/ (final weights of every ok run), samples/ (sample grids)
+    and accuracy_vs_noise.png when a track scores robustness.
     """
     _quiet_lightning()
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -365,7 +376,7 @@ def run_suite(spec: SuiteSpec, opts: RunOptions) -> SuiteOutcome:
 
     results = results_frame(rows)
     table = aggregate(results, spec)
-    markdown = to_markdown(table, results, spec, opts.command, env, sample_grids(out, spec))
+    markdown = to_markdown(table, results, spec, opts.command, env, sample_grids(out, spec), noise_figure(results, out))
     lb_csv, lb_md = write_leaderboard(table, markdown, out)
     runs = results.drop_duplicates(["track", "model", "datamodule", "seed"])
     return SuiteOutcome(

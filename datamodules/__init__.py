@@ -1,6 +1,8 @@
 """LightningDataModules, registered by name in :data:`DATAMODULES`."""
 
-from datamodules import captioned_digits, captioned_fashion, digits, fashion_mnist, hf_captions, hf_images  # noqa: F401
+from datamodules import (  # noqa: F401  (registration)
+    captioned_digits, captioned_fashion, digits, fashion_mnist, hf_captions, hf_images, hf_multimodal,
+)
 from datamodules.base import BenchDataModule, DataSpec, DataUnavailableError
 from datamodules.registry import DATAMODULES
 

@@ -293,3 +293,122 @@ def test_atomic_write_replaces_content(tmp_path: Path) -> None:
     atomic_write(tmp_path / "b.bin", lambda f: f.write(b"\x00\x01"), mode="wb")
     assert (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.bin"]
+
+
+# ------------------------------------------------------------------------------------- fusion columns in Markdown
+ROBUSTNESS_VALUES = {  # metric -> value for seed 0 (seed 1 adds 0.02); the order robustness.compute() writes them
+    "acc-drop-image": 0.40, "acc-noise-image@0.1": 0.90, "acc-noise-image@0.25": 0.85, "acc-noise-image@0.5": 0.70,
+    "acc-noise-image@1": 0.50, "acc-drop-text": 0.80, "acc-noise-text@0.1": 0.88, "acc-noise-text@0.25": 0.80,
+    "acc-noise-text@0.5": 0.60, "acc-noise-text@1": 0.45, "relative-robustness-image": 0.80,
+    "relative-robustness-text": 0.75,
+}
+FUSION_SPEC = SuiteSpec(
+    name="fusion-synthetic", description="fusion results", seeds=(0, 1),
+    tracks=(
+        TrackSpec(name="classification", primary_metric="accuracy", metrics=("accuracy", "f1-macro", "robustness"),
+                  datamodules={"captioned-digits": {}},
+                  models={"mid-gated": {}, "late-average": {}, "unimodal-image": {}}),
+        TrackSpec(name="generation", primary_metric="fid", metrics=("fid",), datamodules={"digits": {}},
+                  models={"dcgan": {}}),
+    ),
+)
+
+
+def fusion_rows() -> list[dict[str, Any]]:
+    stages = {"mid-gated": ("mid", "mid-gated"), "late-average": ("late", "late-average"),
+              "unimodal-image": ("none", "")}
+    rows = []
+    for k, (model, (stage, operator)) in enumerate(stages.items()):
+        for seed in (0, 1):
+            values = {"accuracy": 0.9 - 0.1 * k + 0.02 * seed, "f1-macro": 0.8 - 0.1 * k,
+                      **{m: v - 0.05 * k + 0.02 * seed for m, v in ROBUSTNESS_VALUES.items()}}
+            for metric, value in values.items():
+                row = make_row("classification", "fusion", model, "captioned-digits", seed,
+                               "accuracy" if metric not in ("accuracy", "f1-macro") else metric, value, "ok")
+                protocol = "levels=0.1/0.25/0.5/1" if metric in ROBUSTNESS_VALUES else ""
+                rows.append({**row, "metric": metric, "fusion_stage": stage, "fusion_operator": operator,
+                             "higher_is_better": True, "protocol": protocol})
+    rows += [{**make_row("generation", "gan", "dcgan", "digits", s, "fid", 10.0 + s, "ok"), "fusion_stage": ""}
+             for s in (0, 1)]
+    return rows
+
+
+@pytest.fixture
+def fusion_markdown() -> str:
+    results = results_frame(fusion_rows())
+    return to_markdown(aggregate(results, FUSION_SPEC), results, FUSION_SPEC, "bench run --suite fusion", ENV)
+
+
+def table_lines(markdown: str, track: str) -> list[str]:
+    section = markdown.split(f"## Track `{track}`")[1].split("\n## ")[0]
+    return [line for line in section.splitlines() if line.startswith("|")]
+
+
+def cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def test_markdown_stage_and_operator_columns_after_the_model(fusion_markdown: str) -> None:
+    header, _, *rows = table_lines(fusion_markdown, "classification")
+    assert cells(header)[:4] == ["model", "stage", "operator", "family"]
+    by_model = {cells(r)[0]: cells(r) for r in rows}
+    assert by_model["mid-gated"][1:3] == ["mid", "mid-gated"]
+    assert by_model["late-average"][1:3] == ["late", "late-average"]
+    assert by_model["unimodal-image"][1:3] == ["none", "–"]  # the baseline has a stage tag and no operator
+    assert list(by_model) == ["mid-gated", "late-average", "unimodal-image"]  # ranked by accuracy
+
+
+def test_markdown_omits_stage_columns_for_tracks_without_fusion(fusion_markdown: str, results: pd.DataFrame,
+                                                                table: pd.DataFrame) -> None:
+    header = table_lines(fusion_markdown, "generation")[0]
+    assert "stage" not in cells(header) and "operator" not in cells(header)
+    # the fusion track of the original synthetic suite has a stage on late-fusion only: the columns appear
+    text = to_markdown(table, results, SPEC, "bench run", ENV)
+    assert cells(table_lines(text, "fusion")[0])[:3] == ["model", "stage", "operator"]
+    assert cells(table_lines(text, "generation")[0])[:2] == ["model", "family"]
+
+
+def test_markdown_groups_robustness_columns(fusion_markdown: str) -> None:
+    """accuracy, macro-F1, then drop-image, drop-text, the noise levels per modality ascending, relative robustness."""
+    header, _, first, *_ = table_lines(fusion_markdown, "classification")
+    metric_headers = cells(header)[7:-3]
+    assert metric_headers == [
+        "accuracy ↑", "f1-macro ↑", "drop image ↑", "drop text ↑",
+        "image noise 0.1 ↑", "image noise 0.25 ↑", "image noise 0.5 ↑", "image noise 1 ↑",
+        "text noise 0.1 ↑", "text noise 0.25 ↑", "text noise 0.5 ↑", "text noise 1 ↑",
+        "rel. rob. image ↑", "rel. rob. text ↑",
+    ]
+    values = dict(zip(metric_headers, cells(first)[7:-3]))  # mid-gated: mean of seed 0 and seed 0 + 0.02
+    assert values["drop text ↑"] == f"{0.81:.4f} ± {np.std([0.80, 0.82], ddof=1):.4f}"
+    assert values["image noise 0.25 ↑"].startswith("0.8600 ± ")
+    assert "Robustness columns:" in fusion_markdown.split("## Track `generation`")[0]
+    assert "Robustness columns:" not in fusion_markdown.split("## Track `generation`")[1]
+    # the 12 robustness rows share one protocol line instead of twelve
+    protocol = [line for line in fusion_markdown.splitlines() if line.startswith("- `acc-drop-image`")]
+    assert protocol == ["- `acc-drop-image` … `relative-robustness-text` (12 rows): split=test, n_real=358, "
+                        "levels=0.1/0.25/0.5/1"]
+
+
+def test_leaderboard_csv_columns_unchanged_by_markdown(results: pd.DataFrame, table: pd.DataFrame,
+                                                       tmp_path: Path) -> None:
+    """The CSV keeps the aggregate's columns (stage and operator after the keys), whatever the Markdown shows."""
+    csv_path, _ = write_leaderboard(table, to_markdown(table, results, SPEC, "bench run", ENV), tmp_path)
+    columns = list(pd.read_csv(csv_path).columns)
+    assert columns[:8] == ["track", "family", "model", "datamodule", "fusion_stage", "fusion_operator", "params",
+                           "n_seeds"]
+    assert columns[-2:] == ["wall_s_mean", "peak_mem_mb_max"]
+
+
+def test_link_figure_inserts_once_above_the_footer(fusion_markdown: str) -> None:
+    from bench.leaderboard import FOOTER_START, link_figure
+
+    linked = link_figure(fusion_markdown, "accuracy against noise", "accuracy_vs_noise.png")
+    assert linked.count("![accuracy against noise](accuracy_vs_noise.png)") == 1
+    assert linked.index("## Figures") < linked.index("accuracy_vs_noise.png") < linked.index(FOOTER_START)
+    assert link_figure(linked, "accuracy against noise", "accuracy_vs_noise.png") == linked  # idempotent
+    both = link_figure(linked, "second", "other.png")
+    assert both.count("## Figures") == 1 and both.index("accuracy_vs_noise.png") < both.index("other.png")
+    results = results_frame(fusion_rows())
+    direct = to_markdown(aggregate(results, FUSION_SPEC), results, FUSION_SPEC, "bench run --suite fusion", ENV,
+                         figures={"accuracy against noise": "accuracy_vs_noise.png"})
+    assert direct == linked  # the runner's figures= argument and link_figure give the same Markdown
