@@ -7,6 +7,8 @@
     bench eval --real PATH --fake PATH [--metrics fid,kid,is,prc] [--backbone NAME] [--backbone-weights FILE]
                [--resize MODE] [--n N] [--seed S] [--batch-size B] [--json]
                (PATH: folder of PNG/JPEG, .npz, datamodule:split)
+    bench report --suite NAME --results A.csv [B.csv ...] --out DIR [--publish DIR]
+               (one leaderboard from several runs of a suite's models; later files replace earlier runs)
 
 ``--fast`` is a smoke run (see :data:`FAST_RUN`): 1 epoch of 2 training and 2 validation batches per run
 (``--max-epochs`` / ``--limit-batches`` still win), smaller generative evaluation (at most 64 generated images,
@@ -143,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
                             "(and the accuracy-vs-noise plot to DIR/<suite>-accuracy-vs-noise.png)")
     p_run.add_argument("--json", action="store_true", help="print one JSON object with the outcome on stdout")
 
+    p_report = sub.add_parser("report", help="merge results.csv files of one suite into one leaderboard")
+    p_report.add_argument("--suite", required=True, help="the suite the results belong to (name or .yaml path)")
+    p_report.add_argument("--results", required=True, type=Path, nargs="+", metavar="CSV",
+                          help="results.csv files, oldest first: a later file replaces earlier runs of its models")
+    p_report.add_argument("--out", required=True, type=Path, help="output folder")
+    p_report.add_argument("--publish", type=Path, metavar="DIR", help="also copy the leaderboard as bench run does")
+
     p_eval = sub.add_parser("eval", help="score any two image sets (folder, .npz, or datamodule:split)")
     p_eval.add_argument("--real", required=True, help="reference images: folder of PNG/JPEG, .npz, or datamodule:split")
     p_eval.add_argument("--fake", required=True, help="generated images: folder of PNG/JPEG, .npz, or datamodule:split")
@@ -278,10 +287,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     linked = f"]({ACCURACY_VS_NOISE_PNG})" in outcome.leaderboard_md.read_text()  # this run drew it
     figure = outcome.out_dir / ACCURACY_VS_NOISE_PNG if linked else None
     if args.publish is not None:
-        args.publish.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(outcome.leaderboard_csv, args.publish / f"{spec.name}.csv")
-        publish_markdown(outcome.leaderboard_md, args.publish, spec.name)
-        shutil.copyfile(outcome.results_csv, args.publish / f"{spec.name}-results.csv")
+        publish(args.publish, spec.name, outcome.leaderboard_csv, outcome.leaderboard_md, outcome.results_csv)
     failed = outcome.status_counts.get("failed", 0)
     if args.json:
         print(json.dumps({
@@ -295,6 +301,36 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"wrote {outcome.results_csv}, {outcome.leaderboard_csv}, {outcome.leaderboard_md}"
               + (f", {figure}" if figure else ""))
     return EXIT_RUN_FAILED if failed else EXIT_OK
+
+
+def publish(publish_dir: Path, suite_name: str, leaderboard_csv: Path, leaderboard_md: Path, results_csv: Path) -> None:
+    """Copies a leaderboard (CSV, Markdown with its figures and sample grids) and its results into ``publish_dir``."""
+    publish_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(leaderboard_csv, publish_dir / f"{suite_name}.csv")
+    publish_markdown(leaderboard_md, publish_dir, suite_name)
+    shutil.copyfile(results_csv, publish_dir / f"{suite_name}-results.csv")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.registry import UnknownNameError
+    from bench.report import report
+    from bench.spec import SpecError
+    from bench.suites import load_suite
+
+    try:
+        spec = load_suite(args.suite)
+        missing = [str(p) for p in args.results if not p.is_file()]
+        if missing:
+            raise UsageError(f"--results: no such file(s): {', '.join(missing)}")
+        command = " ".join(["bench"] + [shlex.quote(a) for a in args.argv])
+        results_csv, lb_csv, lb_md = report(spec, list(args.results), args.out, command)
+    except (UnknownNameError, SpecError, UsageError) as err:
+        sys.stderr.write(f"bench: error: {err}\n")
+        return EXIT_USAGE
+    if args.publish is not None:
+        publish(args.publish, spec.name, lb_csv, lb_md, results_csv)
+    print(f"wrote {results_csv}, {lb_csv}, {lb_md}")
+    return EXIT_OK
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -347,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_list(args.kind)
     if args.command == "eval":
         return cmd_eval(args)
+    if args.command == "report":
+        return cmd_report(args)
     return cmd_run(args)
 
 

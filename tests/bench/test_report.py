@@ -76,3 +76,22 @@ def test_results_of_another_suite_or_model_are_refused(tmp_path: Path) -> None:
     not_results.write_text("a,b\n1,2\n")
     with pytest.raises(SpecError, match="lacks the columns"):
         read_results(not_results)
+
+
+def test_bench_report_command_merges_and_refuses_bad_input(tmp_path: Path, capsys) -> None:
+    from bench.cli import main
+
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        "name: synthetic\nseeds: [0, 1, 2]\ntracks:\n"
+        "  - {name: generation, primary_metric: fid, metrics: [fid, kid, mse], datamodules: [digits],\n"
+        "     models: [dcgan, vae]}\n"
+    )
+    rows = [r for r in make_rows() if r["model"] in ("dcgan", "vae")]
+    first = write_run(tmp_path / "a", rows, "bench run --suite synthetic")
+    out = tmp_path / "out"
+    assert main(["report", "--suite", str(suite), "--results", str(first), "--out", str(out),
+                 "--publish", str(tmp_path / "pub")]) == 0
+    assert (out / "leaderboard.md").exists() and (tmp_path / "pub" / "synthetic.csv").exists()
+    assert main(["report", "--suite", str(suite), "--results", str(tmp_path / "nope.csv"), "--out", str(out)]) == 2
+    assert "no such file" in capsys.readouterr().err
