@@ -34,6 +34,8 @@ class DataSpec:
         vocab_size: Size of the token vocabulary of ``text`` (0 when there is no text).
         text_length: Length L of ``text`` (0 when there is no text).
         modalities: Names of the input modalities, in the order fusion models receive them.
+        id_to_word: The caption vocabulary, ``id_to_word[i]`` the word of token id ``i`` (id 0 is padding); empty
+            when there is no text. Models that read captions as strings (a pretrained text encoder) decode with it.
     """
 
     image_shape: tuple[int, int, int]
@@ -41,6 +43,7 @@ class DataSpec:
     vocab_size: int = 0
     text_length: int = 0
     modalities: tuple[str, ...] = field(default=("image",))
+    id_to_word: tuple[str, ...] = ()
 
     def as_kwargs(self) -> dict[str, Any]:
         return {
@@ -49,6 +52,7 @@ class DataSpec:
             "vocab_size": self.vocab_size,
             "text_length": self.text_length,
             "modalities": self.modalities,
+            "id_to_word": self.id_to_word,
         }
 
 

@@ -139,4 +139,5 @@ class CaptionedDigitsDataModule(BenchDataModule):
             vocab_size=len(self.vocab),
             text_length=self.text_length,
             modalities=("image", "text"),
+            id_to_word=tuple(sorted(self.vocab, key=self.vocab.get)),
         )

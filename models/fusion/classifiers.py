@@ -1,7 +1,8 @@
 """Image+text classifiers: unimodal baselines, early fusion and late fusion over the same token encoders.
 
-All four share the tokenizers (:class:`ImageTokens`, :class:`TextTokens`) and the Transformer
-(:class:`TokenEncoder`) configuration, so the comparison isolates *where* the modalities are fused:
+All four share the tokenizers (chosen by ``image_encoder`` and ``text_encoder``, see
+:mod:`models.fusion.encoders`) and the Transformer (:class:`TokenEncoder`) configuration, so the comparison
+isolates *where* the modalities are fused:
 
 * ``unimodal-image`` / ``unimodal-text``: one modality's tokens → encoder → head;
 * ``early-fusion``: both token sequences concatenated (:class:`EarlyConcatFusion`) → one shared encoder → head;
@@ -18,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import Classifier
-from models.fusion.components import EarlyConcatFusion, ImageTokens, LateAverageFusion, TextTokens, TokenEncoder
+from models.fusion.components import ClsReadout, EarlyConcatFusion, LateAverageFusion, TokenEncoder
+from models.fusion.encoders import build_image_encoder, build_text_encoder, check_encoder_kinds
 from models.registry import MODELS
 
 
@@ -32,13 +34,25 @@ class TokenClassifierBase(Classifier):
         num_classes: Number of classes (from the datamodule).
         d_model: Token width. n_layers: Encoder layers. n_heads: Attention heads.
         patch_size: Image patch side. dropout: Dropout rate. lr: AdamW learning rate. weight_decay: AdamW decay.
+        image_encoder: Image tokenizer, one of ``patch`` (linear patch embedding), ``cnn`` (small CNN) or ``vit``
+            (a Vision Transformer of ``n_layers`` blocks: mid and late fusion read its [CLS] token directly).
+        text_encoder: Caption tokenizer, ``transformer`` (learned word embeddings) or ``minilm`` (the frozen
+            pretrained all-MiniLM-L6-v2 token states, projected; needs ``id_to_word``).
+        id_to_word: The caption vocabulary as strings (from the datamodule; ``minilm`` decodes ids with it).
+        finetune_text: Fine-tune the pretrained MiniLM too (``minilm`` only; off: frozen, outputs cached).
+
+    Attributes:
+        fusion_stage: "early", "mid", "late", or "unimodal" for the baselines (a leaderboard column).
+        fusion_operator: The registered fusion operator (``bench list fusions``) it fuses with; "" for baselines.
     """
 
     family = "fusion"
     #: Which modalities the model reads.
     modalities: ClassVar[tuple[str, ...]] = ("image", "text")
-    #: Where they are fused: "early", "late", or "none" for unimodal baselines.
-    fusion_stage: ClassVar[str] = "none"
+    #: Where they are fused: "early", "mid", "late", or "unimodal" for the baselines.
+    fusion_stage: ClassVar[str] = "unimodal"
+    #: The registered fusion operator the model fuses with ("" for the baselines).
+    fusion_operator: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -53,8 +67,13 @@ class TokenClassifierBase(Classifier):
         dropout: float = 0.1,
         lr: float = 3e-3,
         weight_decay: float = 1e-4,
+        image_encoder: str = "patch",
+        text_encoder: str = "transformer",
+        id_to_word: tuple[str, ...] = (),
+        finetune_text: bool = False,
     ) -> None:
         super().__init__()
+        check_encoder_kinds(image_encoder, text_encoder)
         self.save_hyperparameters()
         self.tokenizers = nn.ModuleDict({m: self._make_tokenizer(m) for m in self.modalities})
         self.build()
@@ -66,11 +85,19 @@ class TokenClassifierBase(Classifier):
     def _make_tokenizer(self, modality: str) -> nn.Module:
         hp = self.hparams
         if modality == "image":
-            return ImageTokens(tuple(hp.image_shape), hp.patch_size, hp.d_model)
-        return TextTokens(hp.vocab_size, hp.text_length, hp.d_model)
+            return build_image_encoder(hp.image_encoder, tuple(hp.image_shape), hp.d_model, hp.patch_size,
+                                       hp.n_layers, hp.n_heads, hp.dropout)
+        return build_text_encoder(hp.text_encoder, hp.vocab_size, hp.text_length, hp.d_model,
+                                  tuple(hp.id_to_word), hp.finetune_text)
 
-    def make_encoder(self) -> TokenEncoder:
-        """A fresh Transformer encoder with this model's configuration."""
+    def make_encoder(self, modality: str | None = None) -> nn.Module:
+        """A fresh encoder of one modality's tokens (:class:`ClsReadout` when its tokenizer already is a full
+        encoder, e.g. the ViT), or with ``modality=None`` a shared Transformer with this model's configuration.
+
+        Either has ``forward_tokens(tokens) -> (B, 1 + T, d)`` and ``forward(tokens) -> (B, d)``.
+        """
+        if modality is not None and getattr(self.tokenizers[modality], "is_full_encoder", False):
+            return ClsReadout()
         return TokenEncoder(self.hparams.d_model, self.hparams.n_layers, self.hparams.n_heads, self.hparams.dropout)
 
     def make_head(self) -> nn.Linear:
@@ -115,7 +142,7 @@ class SingleEncoderClassifier(TokenClassifierBase):
 
     def build(self) -> None:
         self.fusion = EarlyConcatFusion(len(self.modalities), self.hparams.d_model)
-        self.encoder = self.make_encoder()
+        self.encoder = self.make_encoder(self.modalities[0] if len(self.modalities) == 1 else None)
         self.head = self.make_head()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:  # -> (B, K)
@@ -144,6 +171,7 @@ class EarlyFusionClassifier(SingleEncoderClassifier):
     """Image patches and caption words in one token sequence, one shared Transformer encoder."""
 
     fusion_stage = "early"
+    fusion_operator = "early-concat"
 
 
 @MODELS.register("late-fusion")
@@ -151,9 +179,10 @@ class LateFusionClassifier(TokenClassifierBase):
     """One encoder and head per modality; predictions averaged in probability space."""
 
     fusion_stage = "late"
+    fusion_operator = "late-average"
 
     def build(self) -> None:
-        self.encoders = nn.ModuleDict({m: self.make_encoder() for m in self.modalities})
+        self.encoders = nn.ModuleDict({m: self.make_encoder(m) for m in self.modalities})
         self.heads = nn.ModuleDict({m: self.make_head() for m in self.modalities})
         self.fusion = LateAverageFusion()
 

@@ -1,5 +1,9 @@
 """Plain ``nn.Module`` pieces of the fusion classifiers: modality tokenizers, a shared encoder, fusion operators.
 
+The tokenizers (:class:`ImageTokens`, :class:`ConvTokens`, :class:`TextTokens`; the ViT and MiniLM ones are in
+:mod:`models.fusion.encoders`) map a modality's batch tensor to a (B, T, d) token sequence;
+:func:`models.fusion.encoders.build_image_encoder` / ``build_text_encoder`` choose one by name.
+
 Every fusion operator follows MultiBench's ``fusions/common_fusions.py`` interface:
 ``forward(modalities: list[Tensor]) -> Tensor``.
 """
@@ -29,6 +33,36 @@ class ImageTokens(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, P, d)
         return self.proj(x).flatten(2).transpose(1, 2) + self.pos
+
+
+class ConvTokens(nn.Module):
+    """A small CNN tokenizer: two 3×3 convolutions at full resolution, then one token per patch.
+
+    (B, C, H, W) → conv3×3 (C → d/2) → GELU → conv3×3 (d/2 → d) → GELU → conv with kernel = stride = patch_size
+    (d → d) → (B, P, d) plus learned positions. Unlike :class:`ImageTokens` (one linear map per patch), each token
+    sees local edges and strokes across patch borders.
+
+    Args:
+        image_shape: (C, H, W). patch_size: Side of the cell each token summarizes (must divide H and W).
+        d_model: Token width.
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], patch_size: int, d_model: int) -> None:
+        super().__init__()
+        c, h, w = image_shape
+        if h % patch_size or w % patch_size:
+            raise ValueError(f"patch_size {patch_size} must divide the image size {h}x{w}")
+        hidden = max(d_model // 2, 1)
+        self.features = nn.Sequential(
+            nn.Conv2d(c, hidden, kernel_size=3, padding=1), nn.GELU(),
+            nn.Conv2d(hidden, d_model, kernel_size=3, padding=1), nn.GELU(),
+            nn.Conv2d(d_model, d_model, kernel_size=patch_size, stride=patch_size),
+        )
+        self.pos = nn.Parameter(torch.zeros(1, (h // patch_size) * (w // patch_size), d_model))
+        nn.init.normal_(self.pos, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, P, d)
+        return self.features(x).flatten(2).transpose(1, 2) + self.pos
 
 
 class TextTokens(nn.Module):
@@ -67,6 +101,19 @@ class TokenEncoder(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # (B, T, d) -> (B, d)
         return self.forward_tokens(tokens)[:, 0]
+
+
+class ClsReadout(nn.Module):
+    """The encoder of a modality whose tokenizer is already a full Transformer encoder (e.g. the ViT).
+
+    It adds nothing: ``forward_tokens`` returns the tokens unchanged, ``forward`` the [CLS] token at position 0.
+    """
+
+    def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:  # (B, 1 + T, d) -> (B, 1 + T, d)
+        return tokens
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # (B, 1 + T, d) -> (B, d)
+        return tokens[:, 0]
 
 
 class EarlyConcatFusion(nn.Module):

@@ -12,6 +12,11 @@ leaderboard row differs from another only in *where* and *how* the modalities ar
   (B, K) → the operator. Each branch is trained as its own classifier; operators with parameters (learned weights,
   the stacking meta-learner) also get the loss of the fused prediction.
 
+Encoders: ``image_encoder`` (``patch``, ``cnn``, ``vit``) and ``text_encoder`` (``transformer``, ``minilm``) choose
+each modality's tokenizer at every stage (:mod:`models.fusion.encoders`). The ViT is a full encoder: mid and late
+fusion read its [CLS] output (pooled operators) or all its tokens (token operators) directly, early fusion
+concatenates its contextual tokens with the caption's before the shared encoder.
+
 Modality invariance: with ``align_weight > 0``, a mid-fusion model adds ``align_weight`` times a contrastive
 (symmetric InfoNCE) alignment loss between the modalities' pooled embeddings to its task loss
 (:class:`~models.fusion.alignment.ContrastiveAlignment`).
@@ -55,6 +60,10 @@ class OperatorFusionClassifier(TokenClassifierBase):
         dropout: float = 0.1,
         lr: float = 3e-3,
         weight_decay: float = 1e-4,
+        image_encoder: str = "patch",
+        text_encoder: str = "transformer",
+        id_to_word: tuple[str, ...] = (),
+        finetune_text: bool = False,
         align_weight: float = 0.0,
         align_temperature: float = 0.1,
     ) -> None:
@@ -64,7 +73,7 @@ class OperatorFusionClassifier(TokenClassifierBase):
             raise ValueError(f"align_weight applies to mid fusion only; {self.fusion_operator!r} fuses "
                              f"{FUSIONS.get(self.fusion_operator).stage}")
         super().__init__(image_shape, vocab_size, text_length, num_classes, d_model, n_layers, n_heads, patch_size,
-                         dropout, lr, weight_decay)
+                         dropout, lr, weight_decay, image_encoder, text_encoder, id_to_word, finetune_text)
 
     def build(self) -> None:
         hp = self.hparams
@@ -76,7 +85,7 @@ class OperatorFusionClassifier(TokenClassifierBase):
             self.encoder = self.make_encoder()
             self.head = self.make_head()
             return
-        self.encoders = nn.ModuleDict({name: self.make_encoder() for name in self.modalities})
+        self.encoders = nn.ModuleDict({name: self.make_encoder(name) for name in self.modalities})
         if cls.stage == "late":
             self.heads = nn.ModuleDict({name: self.make_head() for name in self.modalities})
             self.fusion = cls([hp.num_classes] * m, hp.num_classes)

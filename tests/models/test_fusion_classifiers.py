@@ -148,4 +148,4 @@ def test_late_fusion_predicts_normalized_log_probabilities(captioned) -> None:
 def test_fusion_stages_are_declared() -> None:
     names = ("early-fusion", "late-fusion", "unimodal-image", "unimodal-text")
     stages = {name: MODELS.get(name).fusion_stage for name in names}
-    assert stages == {"early-fusion": "early", "late-fusion": "late", "unimodal-image": "none", "unimodal-text": "none"}
+    assert stages == {"early-fusion": "early", "late-fusion": "late", "unimodal-image": "unimodal", "unimodal-text": "unimodal"}
