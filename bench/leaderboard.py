@@ -222,9 +222,11 @@ def to_markdown(table: pd.DataFrame, results: pd.DataFrame, spec: SuiteSpec, com
             for metric, grp in proto.groupby("metric", sort=False):
                 first = grp.iloc[0]
                 detail = [f"split={first['split']}", f"n_real={first['n_real']}"]
+                if not pd.isna(first["n_fake"]):  # reference rows scored on real images only have none
+                    detail.append(f"n_fake={int(first['n_fake'])}")
                 if isinstance(first["backbone"], str) and first["backbone"]:
-                    detail += [f"n_fake={int(first['n_fake'])}", f"backbone={first['backbone']}",
-                               f"sha256={first['backbone_sha256'][:16]}…", f"resize={first['resize']}"]
+                    detail += [f"backbone={first['backbone']}", f"sha256={first['backbone_sha256'][:16]}…",
+                               f"resize={first['resize']}"]
                 if isinstance(first["protocol"], str) and first["protocol"]:
                     detail.append(first["protocol"])
                 details.setdefault(", ".join(detail), []).append(metric)

@@ -20,6 +20,12 @@ FUSED = {  # model -> stage, for every fused model of the suite (their operator 
     "mid-lowrank-tensor": "mid", "mid-attention": "mid", "mid-cross-attention": "mid", "late-average": "late",
     "late-weighted": "late", "late-stacking": "late",
 }
+VARIANTS = {  # suite label -> (stage, operator): mid-concat with the ViT, with MiniLM, with the alignment loss
+    "mid-concat-vit": ("mid", "mid-concat"), "mid-concat-minilm": ("mid", "mid-concat"),
+    "mid-concat-align": ("mid", "mid-concat"),
+}
+GENERATIVE = {"mvae-early": ("early", "early-concat"), "mvae-mid": ("mid", "mid-concat"),
+              "mvae-mid-gated": ("mid", "mid-gated"), "mvae-late": ("late", "poe")}
 BASELINES = ("unimodal-image", "unimodal-text")
 ROBUSTNESS = ["acc-drop-image", "acc-drop-text", *(f"acc-noise-{m}@{lvl}" for m in ("image", "text")
                                                    for lvl in ("0.1", "0.25", "0.5", "1")),
@@ -27,13 +33,13 @@ ROBUSTNESS = ["acc-drop-image", "acc-drop-text", *(f"acc-noise-{m}@{lvl}" for m 
 
 
 #: One seed: --fast keeps the suite's 3 seeds (checked without training in test_fast_spec_caps_training_and_evaluation),
-#: but 13 models x 3 seeds is 39 runs, too slow for a test on a shared 2-core CPU; one seed runs every model.
+#: but 20 models x 3 seeds is 60 runs, too slow for a test on a shared 2-core CPU; one seed runs every model.
 SEEDS = "0"
 
 
 @pytest.fixture(scope="module")
 def fast_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path, Path]:
-    """One `bench run --suite fusion --fast --seeds 0` for the whole module (13 runs of ~1 s CPU each)."""
+    """One `bench run --suite fusion --fast --seeds 0` for the whole module (20 runs of a few seconds each)."""
     root = tmp_path_factory.mktemp("fusion-fast")
     out, publish = root / "out", root / "published"
     with pytest.MonkeyPatch.context() as mp:
@@ -78,12 +84,14 @@ def test_fast_run_is_a_smoke_run(fast_run) -> None:
 def test_leaderboard_has_stage_operator_baselines_and_robustness(fast_run) -> None:
     _, out, _ = fast_run
     board = classification(pd.read_csv(out / "leaderboard.csv", keep_default_na=False, na_values=[""]))
-    assert sorted(board["model"]) == sorted([*FUSED, *BASELINES])
+    assert sorted(board["model"]) == sorted([*FUSED, *VARIANTS, *BASELINES])
     assert (board["n_seeds"] == len(SEEDS.split(","))).all() and (board["status"] == "ok").all()
     rows = board.set_index("model")
     for model, stage in FUSED.items():
         assert rows.loc[model, "fusion_stage"] == stage
         assert rows.loc[model, "fusion_operator"] == model
+    for model, (stage, operator) in VARIANTS.items():
+        assert (rows.loc[model, "fusion_stage"], rows.loc[model, "fusion_operator"]) == (stage, operator)
     for model in BASELINES:  # the unimodal baselines are always reported, with no fusion operator
         assert pd.isna(rows.loc[model, "fusion_operator"])
         assert rows.loc[model, "fusion_stage"] == MODELS.get(model).fusion_stage
@@ -113,10 +121,26 @@ def test_leaderboard_has_stage_operator_baselines_and_robustness(fast_run) -> No
 
 
 @pytest.mark.slow
+def test_generation_track_scores_the_multimodal_vaes(fast_run) -> None:
+    """The generative head: reconstruction, FID/KID of samples and of caption-to-image generations, coherence."""
+    _, out, _ = fast_run
+    board = pd.read_csv(out / "leaderboard.csv", keep_default_na=False, na_values=[""])
+    board = board[board["track"] == "generation"].set_index("model")
+    assert sorted(board.index) == sorted(GENERATIVE)
+    for model, (stage, operator) in GENERATIVE.items():
+        assert (board.loc[model, "fusion_stage"], board.loc[model, "fusion_operator"]) == (stage, operator)
+    for metric in ("mse", "psnr", "ssim", "fid", "kid", "cross-fid", "cross-kid", "coherence", "coherence-real"):
+        assert board[f"{metric}_mean"].notna().all(), metric
+    assert board["coherence_mean"].between(0, 1).all()
+    assert board["coherence-real_mean"].nunique() == 1, "the real-image reference is the same for every model"
+    assert (board["status"] == "ok").all()
+
+
+@pytest.mark.slow
 def test_publish_copies_the_plot_and_links_it(fast_run) -> None:
     _, out, publish = fast_run
     assert sorted(p.name for p in publish.iterdir()) == [
-        "fusion-accuracy-vs-noise.png", "fusion-results.csv", "fusion.csv", "fusion.md"]
+        "fusion-accuracy-vs-noise.png", "fusion-results.csv", "fusion-samples", "fusion.csv", "fusion.md"]
     assert (publish / "fusion-accuracy-vs-noise.png").read_bytes() == (out / "accuracy_vs_noise.png").read_bytes()
     published = (publish / "fusion.md").read_text()
     assert "](fusion-accuracy-vs-noise.png)" in published and "](accuracy_vs_noise.png)" not in published
