@@ -57,6 +57,22 @@ class BenchModule(pl.LightningModule):
         data_kwargs = {k: v for k, v in spec.as_kwargs().items() if k in params}
         return cls(**data_kwargs, **hparams)
 
+    def _common_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        """The loss of one batch, logged as ``{stage}_<name>`` (the Lightning style guide's shared step), which
+        the ``training_step`` / ``validation_step`` / ``test_step`` below call with ``stage`` "train", "val" and
+        "test". Models that train through steps of their own (e.g. GANs' manual optimization) need not define it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} defines neither _common_step nor its own training steps")
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._common_step(batch, "train")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._common_step(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._common_step(batch, "test")
+
     def required_modalities(self) -> tuple[str, ...]:
         """Batch keys (besides ``label``) the model reads; the runner checks the datamodule provides them."""
         return ("image",)

@@ -150,12 +150,6 @@ class AutoregressiveImageModel(LikelihoodModel):
                       sync_dist=stage != "train")
         return terms["loss"]
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._common_step(batch, "train")
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._common_step(batch, "val")
-
     def configure_optimizers(self) -> Any:
         """AdamW (β = 0.9, 0.95), weight decay on matrices only (nanoGPT); optional linear warmup over
         ``warmup_steps`` and cosine decay to 10% of ``lr`` over the run's steps (``cosine_decay``)."""

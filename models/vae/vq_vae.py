@@ -244,12 +244,6 @@ class VQVAE(AutoEncoder):
         self.prior_counts[..., reset] = 0.0  # a re-initialized code means something new
         return len(reset)
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._common_step(batch, "train")
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._common_step(batch, "val")
-
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 
