@@ -50,7 +50,7 @@ from models.fusion.components import ImageTokens, TextTokens, TokenEncoder
 from models.fusion.operators import FUSIONS, FusionOperator, fusion_names
 from models.fusion.poe import product_of_experts
 from models.registry import MODELS
-from models.vae.likelihood import bernoulli_log_likelihood, iwae_nll, log_normal_diag, log_standard_normal
+from models.vae.likelihood import bernoulli_log_likelihood, gaussian_iwae_nll
 
 MODALITIES = ("image", "text")
 
@@ -294,21 +294,8 @@ class MultimodalVAE(AutoEncoder, TextToImageGenerator):
         As :meth:`models.vae.vae.GaussianVAE.nll`: the (K, B, Z) noise comes from ``generator`` in one draw and the
         decoder sees the B·K samples in chunks of at most ``nll_chunk_size`` images.
         """
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         mu, logvar = self.encode(x, None)  # (B, Z) each
-        b, z_dim = mu.shape
-        eps = torch.randn(num_samples, b, z_dim, generator=generator).to(device=mu.device, dtype=mu.dtype)
-        z = mu + eps * (0.5 * logvar).exp()  # (K, B, Z)
-        log_prior_minus_q = log_standard_normal(z) - log_normal_diag(z, mu, logvar)  # (K, B)
-        log_px = torch.empty(num_samples, b, dtype=mu.dtype, device=mu.device)
-        per_chunk = max(1, self.nll_chunk_size // max(b, 1))
-        for k0 in range(0, num_samples, per_chunk):
-            zk = z[k0 : k0 + per_chunk]  # (k, B, Z)
-            k = zk.shape[0]
-            logits = self.image_decoder(zk.reshape(k * b, z_dim))  # (k·B, C, H, W)
-            log_px[k0 : k0 + k] = bernoulli_log_likelihood(logits, x.repeat(k, 1, 1, 1)).view(k, b)
-        return iwae_nll(log_px + log_prior_minus_q)
+        return gaussian_iwae_nll(x, mu, logvar, self.image_decoder, num_samples, generator, self.nll_chunk_size)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

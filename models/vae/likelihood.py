@@ -10,6 +10,7 @@ from it are comparable between Bernoulli-decoder models only, not with published
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +41,44 @@ def iwae_nll(log_weights: torch.Tensor) -> torch.Tensor:
     """
     k = log_weights.shape[0]
     return -(torch.logsumexp(log_weights.double(), dim=0) - math.log(k)).to(log_weights.dtype)
+
+
+def gaussian_iwae_nll(
+    x: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    decoder: Callable[[torch.Tensor], torch.Tensor],
+    num_samples: int,
+    generator: torch.Generator | None = None,
+    chunk_size: int = 4096,
+) -> torch.Tensor:
+    """IWAE bound (nats per image, (B,)) of a Gaussian-posterior, Bernoulli-decoder model.
+
+    The noise is drawn as one (K, B, Z) tensor from ``generator`` (on the CPU, then moved), so the result is
+    deterministic given the generator's state; the decoder sees the B·K samples in chunks of at most
+    ``chunk_size`` images.
+
+    Args:
+        x: (B, C, H, W) images in [0, 1]. mu, logvar: (B, Z) posterior q(z | x).
+        decoder: z (N, Z) -> pixel logits (N, C, H, W).
+        num_samples: K, posterior samples per image.
+        generator: Source of the posterior noise.
+        chunk_size: Largest number of images per decoder call.
+    """
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    b, z_dim = mu.shape
+    eps = torch.randn(num_samples, b, z_dim, generator=generator).to(device=mu.device, dtype=mu.dtype)
+    z = mu + eps * (0.5 * logvar).exp()  # (K, B, Z)
+    log_prior_minus_q = log_standard_normal(z) - log_normal_diag(z, mu, logvar)  # (K, B)
+    log_px = torch.empty(num_samples, b, dtype=mu.dtype, device=mu.device)
+    per_chunk = max(1, chunk_size // max(b, 1))  # posterior samples per decoder call
+    for k0 in range(0, num_samples, per_chunk):
+        zk = z[k0 : k0 + per_chunk]  # (k, B, Z)
+        k = zk.shape[0]
+        logits = decoder(zk.reshape(k * b, z_dim))  # (k·B, C, H, W)
+        log_px[k0 : k0 + k] = bernoulli_log_likelihood(logits, x.repeat(k, 1, 1, 1)).view(k, b)
+    return iwae_nll(log_px + log_prior_minus_q)
 
 
 def nats_to_bits_per_dim(nats: torch.Tensor | float, num_dims: int) -> torch.Tensor | float:

@@ -11,7 +11,7 @@ import torch
 from models.base import AutoEncoder
 from models.conv_nets import ConvDecoder, ConvEncoder
 from models.registry import MODELS
-from models.vae.likelihood import bernoulli_log_likelihood, iwae_nll, log_normal_diag, log_standard_normal
+from models.vae.likelihood import bernoulli_log_likelihood, gaussian_iwae_nll
 
 
 class GaussianVAE(AutoEncoder):
@@ -80,21 +80,8 @@ class GaussianVAE(AutoEncoder):
         deterministic given the generator's state; the decoder sees the B·K samples in chunks of at most
         ``nll_chunk_size`` images.
         """
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         mu, logvar = self(x)  # (B, Z) each
-        b, z_dim = mu.shape
-        eps = torch.randn(num_samples, b, z_dim, generator=generator).to(device=mu.device, dtype=mu.dtype)
-        z = mu + eps * (0.5 * logvar).exp()  # (K, B, Z)
-        log_prior_minus_q = log_standard_normal(z) - log_normal_diag(z, mu, logvar)  # (K, B)
-        log_px = torch.empty(num_samples, b, dtype=mu.dtype, device=mu.device)
-        per_chunk = max(1, self.nll_chunk_size // max(b, 1))  # posterior samples per decoder call
-        for k0 in range(0, num_samples, per_chunk):
-            zk = z[k0 : k0 + per_chunk]  # (k, B, Z)
-            k = zk.shape[0]
-            logits = self.decoder(zk.reshape(k * b, z_dim))  # (k·B, C, H, W)
-            log_px[k0 : k0 + k] = bernoulli_log_likelihood(logits, x.repeat(k, 1, 1, 1)).view(k, b)
-        return iwae_nll(log_px + log_prior_minus_q)
+        return gaussian_iwae_nll(x, mu, logvar, self.decoder, num_samples, generator, self.nll_chunk_size)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
