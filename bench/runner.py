@@ -42,7 +42,7 @@ from bench.metrics.cross_modal import ImageClassifierBackbone, ImageTextScorer
 from bench.provenance import environment_info, git_commit, package_version, utc_now
 from bench.spec import EvalSpec, SpecError, SuiteSpec, TrackSpec, check_eval_backbones, model_entry
 from datamodules import DATAMODULES, BenchDataModule
-from models import MODELS, BenchModule, ImageGenerator
+from models import MODELS, BenchModule, ImageGenerator, TextToImageGenerator
 
 
 @dataclass
@@ -237,20 +237,61 @@ def _trainer(track: TrackSpec, model: BenchModule, opts: RunOptions, log_name: s
 
 
 SAMPLE_GRID_SIZE = 64
+#: Captions (rows) and images per caption (columns) of a text-to-image model's sample grid.
+CAPTION_GRID_ROWS, CAPTION_GRID_COLS = 8, 8
+
+
+def _grid_array(images: torch.Tensor, nrow: int) -> Any:
+    """(N, C, H, W) images in [0, 1] → an (H', W', 3) uint8 array of an ``nrow``-wide grid."""
+    from torchvision.utils import make_grid
+
+    grid = make_grid(images.float().cpu().clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0)  # (3, H', W')
+    return grid.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def _save_png(image: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: image.save(f, format="PNG"), mode="wb")
+
+
+def caption_rows(dm: BenchDataModule, split: str, n: int) -> list[int]:
+    """Indices of the first ``n`` distinct caption strings of ``split``, in split order."""
+    first: dict[str, int] = {}
+    for i, caption in enumerate(dm.caption_strings(split)):
+        first.setdefault(caption, i)
+        if len(first) == n:
+            break
+    return list(first.values())
 
 
 @torch.no_grad()
-def save_sample_grid(model: ImageGenerator, path: Path, seed: int) -> None:
-    """Saves an 8×8 PNG grid of ``model``'s samples (drawn with ``seed``) to ``path``."""
-    from torchvision.utils import make_grid
-    from PIL import Image
+def save_sample_grid(model: ImageGenerator, path: Path, seed: int, dm: BenchDataModule | None = None,
+                     split: str = "test") -> None:
+    """Saves a PNG grid of ``model``'s samples (drawn with ``seed``) to ``path``: 8×8 samples, or for a
+    text-to-image model on captioned data one row per caption (the first 8 distinct captions of ``split``, printed
+    at the left of their row) with 8 samples each."""
+    from PIL import Image, ImageDraw
 
     model.eval()
-    images = model.sample(SAMPLE_GRID_SIZE, generator=torch.Generator().manual_seed(seed)).float().cpu()  # (64, C, H, W)
-    grid = make_grid(images.clamp(0, 1), nrow=8, padding=2, pad_value=1.0)  # (3, H', W') in [0, 1]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    array = grid.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    atomic_write(path, lambda f: Image.fromarray(array).save(f, format="PNG"), mode="wb")
+    gen = torch.Generator().manual_seed(seed)
+    if not (isinstance(model, TextToImageGenerator) and dm is not None and hasattr(dm, "caption_strings")):
+        images = model.sample(SAMPLE_GRID_SIZE, generator=gen)  # (64, C, H, W)
+        _save_png(Image.fromarray(_grid_array(images, 8)), path)
+        return
+    rows = caption_rows(dm, split, CAPTION_GRID_ROWS)
+    text = dm.split_tensors(split)["text"][rows].repeat_interleave(CAPTION_GRID_COLS, 0)  # (R·8, L)
+    images = model.sample_from_text(text.to(model.device), generator=gen)  # (R·8, C, H, W)
+    grid = Image.fromarray(_grid_array(images, CAPTION_GRID_COLS))
+    captions = [dm.caption_strings(split)[i] for i in rows]
+    row_height = grid.height / len(rows)
+    draw_probe = ImageDraw.Draw(grid)
+    margin = 8 + max(int(draw_probe.textlength(c)) for c in captions)
+    canvas = Image.new("RGB", (grid.width + margin, grid.height), "white")
+    canvas.paste(grid, (margin, 0))
+    draw = ImageDraw.Draw(canvas)
+    for r, caption in enumerate(captions):
+        draw.text((4, r * row_height + row_height / 2), caption, fill="black", anchor="lm")
+    _save_png(canvas, path)
 
 
 def run_one(
@@ -298,7 +339,7 @@ def run_one(
             weights.parent.mkdir(parents=True, exist_ok=True)
             model.save_weights(weights)
             if isinstance(model, ImageGenerator):
-                save_sample_grid(model, opts.out_dir / "samples" / f"{stem}.png", seed)
+                save_sample_grid(model, opts.out_dir / "samples" / f"{stem}.png", seed, dm, track.eval.real_split)
     except Exception as err:  # one broken run must not stop the suite; it is recorded with its reason
         status, message, scores = "failed", f"{type(err).__name__}: {err}".replace("\n", " ")[:500], []
     wall = time.perf_counter() - start
