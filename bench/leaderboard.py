@@ -243,7 +243,8 @@ def to_markdown(table: pd.DataFrame, results: pd.DataFrame, spec: SuiteSpec, com
         f"{FOOTER_START} "
         f"({', '.join(map(str, spec.seeds))}); each seed trains from scratch and seeds sampling and metric randomness. "
         "`wall s` is the mean wall time of a run (training + scoring); `peak MiB` the largest peak memory over its "
-        "seeds (process RSS on CPU, allocated memory on CUDA); sample grids show 64 samples of the first seed's model.",
+        "seeds (process RSS on CPU, allocated memory on CUDA); sample grids show 64 samples of the first seed's model "
+        "(text-to-image models: 8 for each of the first 8 distinct captions of the reference split, a row each).",
         "",
         f"Environment: git `{env['git_commit']}`, Python {env['python']}, torch {env['packages']['torch']}, "
         f"lightning {env['packages']['lightning']}, torchmetrics {env['packages']['torchmetrics']}, "
