@@ -187,3 +187,19 @@ def stratified_split(labels: torch.Tensor, fractions: tuple[float, float], seed:
         out["test"].append(idx[n_val : n_val + n_test])
         out["train"].append(idx[n_val + n_test :])
     return {s: torch.sort(torch.cat(v)).values for s, v in out.items()}
+
+
+class SplitCaptionsMixin:
+    """``caption_strings(split)`` for a captioned datamodule whose ``load_splits`` fills ``self.captions`` with one
+    list of caption strings per split, in the order of that split's tensors. (Mixed into a BenchDataModule.)"""
+
+    captions: dict[str, list[str]]
+
+    def caption_strings(self, split: str) -> list[str]:
+        """The caption strings of ``split``, in the order of ``split_tensors(split)`` (e.g. for CLIP score).
+
+        Raises:
+            ValueError: If ``split`` is not train, val or test.
+        """
+        self.split_tensors(split)  # type: ignore[attr-defined]  # validates the split and loads the data
+        return list(self.captions[split])

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from datamodules.base import DataSpec, resize_images
+from datamodules.base import DataSpec, SplitCaptionsMixin, resize_images
 from datamodules.captioned_digits import PAD, UNK, tokenize
 from datamodules.fashion_mnist import FashionMNISTDataModule
 from datamodules.registry import DATAMODULES
@@ -66,7 +66,7 @@ def build_vocab() -> dict[str, int]:
 
 
 @DATAMODULES.register("captioned-fashion-mnist")
-class CaptionedFashionMNISTDataModule(FashionMNISTDataModule):
+class CaptionedFashionMNISTDataModule(SplitCaptionsMixin, FashionMNISTDataModule):
     """Fashion-MNIST (same splits and arguments as ``fashion-mnist``) with captions (see the module docstring)."""
 
     #: Word → id of every caption word (ids 0 and 1: padding, unknown); the same for every instance.
@@ -100,15 +100,6 @@ class CaptionedFashionMNISTDataModule(FashionMNISTDataModule):
             out[split] = {"image": images, "text": tokenize(self.captions[split], self.vocab, self.text_length),
                           "label": tensors["label"]}
         return out
-
-    def caption_strings(self, split: str) -> list[str]:
-        """The caption strings of ``split``, in the order of ``split_tensors(split)`` (e.g. for CLIP score).
-
-        Raises:
-            ValueError: If ``split`` is not train, val or test.
-        """
-        self.split_tensors(split)  # validates the split and loads the data
-        return list(self.captions[split])
 
     def data_spec(self) -> DataSpec:
         return DataSpec(

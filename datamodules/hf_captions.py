@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from datamodules.base import SPLITS, BenchDataModule, DataSpec, DataUnavailableError
+from datamodules.base import SPLITS, BenchDataModule, DataSpec, DataUnavailableError, SplitCaptionsMixin
 from datamodules.registry import DATAMODULES
 
 PAD, UNK = 0, 1
@@ -86,7 +86,7 @@ def square_resize(image: Any, size: int) -> np.ndarray:
     return np.asarray(square, dtype=np.uint8)
 
 
-class HFCaptionDataModule(BenchDataModule):
+class HFCaptionDataModule(SplitCaptionsMixin, BenchDataModule):
     """Base of image–caption datasets stored as Parquet files with an image column, a caption column (a string or
     a list of strings) and a split column. See the module docstring for what a batch holds.
 
@@ -218,15 +218,6 @@ class HFCaptionDataModule(BenchDataModule):
                 f"{self.hub_id}: caption_index={self.caption_index} but an image has only {len(captions)} captions"
             )
         return captions[self.caption_index]
-
-    def caption_strings(self, split: str) -> list[str]:
-        """The caption strings of ``split``, in the order of ``split_tensors(split)``.
-
-        Raises:
-            ValueError: If ``split`` is not train, val or test.
-        """
-        self.split_tensors(split)  # validates the split and loads the data
-        return list(self.captions[split])
 
     def data_spec(self) -> DataSpec:
         self.setup()  # the vocabulary is built from the training captions
