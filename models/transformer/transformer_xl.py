@@ -171,14 +171,16 @@ class TransformerXL(AutoregressiveImageModel):
         """Transformer-XL hparams whose parameter count is closest to ``gpt(image_shape, **gpt_hparams)``'s.
 
         Everything but the width is copied from the GPT configuration; the width is searched over multiples of
-        ``n_head`` up to the GPT's (the XL layers are slightly larger, the GPT has the position table).
+        ``n_head`` up to twice the GPT's (the XL layers are slightly larger, but the GPT has a position table of
+        N × C: with one token per pixel of a 28×28 image it is a third of a 2 × 64 GPT, and the matched XL is
+        wider than the GPT).
         """
         target = GPT(image_shape=image_shape, **gpt_hparams).num_parameters()
         n_head = int(gpt_hparams.get("n_head", 4))
         n_embd = int(gpt_hparams.get("n_embd", 128))
         shared = {k: v for k, v in gpt_hparams.items() if k != "n_embd"}
         best: tuple[float, int] | None = None
-        for width in range(n_head, n_embd + 1, n_head):
+        for width in range(n_head, 2 * n_embd + 1, n_head):
             count = cls(image_shape=image_shape, n_embd=width, **shared).num_parameters()
             gap = abs(count - target)
             if best is None or gap < best[0]:
@@ -195,15 +197,23 @@ class TransformerXL(AutoregressiveImageModel):
     def forward(self, idx: torch.Tensor, mems: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """One segment: (B, T) input ids and per-layer memories (B, M, C) → (B, T, vocab) logits and the next
         memories: the last ``mem_len`` of [memory, this segment's layer inputs], detached (stop-gradient)."""
+        logits, inputs = self.forward_with_layer_inputs(idx, mems)
+        return logits, [self.update_memory(mem, x) for mem, x in zip(mems, inputs)]
+
+    def forward_with_layer_inputs(
+        self, idx: torch.Tensor, contexts: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(B, T) input ids attending to per-layer contexts (B, M, C) → (B, T, vocab) logits and the (B, T, C)
+        input of every layer (what the memory and the sampling cache are made of)."""
         x = self.drop(self.tok_emb(idx))  # (B, T, C)
-        k_len = mems[0].shape[1] + idx.shape[1]
+        k_len = contexts[0].shape[1] + idx.shape[1]
         distances = torch.arange(k_len - 1, -1, -1, device=idx.device)  # K − 1, …, 0
         pos_emb = self.drop(sinusoid_embedding(distances, self.hparams.n_embd))  # (K, C)
-        new_mems = []
-        for block, mem in zip(self.blocks, mems):
-            new_mems.append(self.update_memory(mem, x))
-            x = block(x, mem, pos_emb)
-        return self.head(self.ln_f(x)), new_mems
+        inputs = []
+        for block, context in zip(self.blocks, contexts):
+            inputs.append(x)
+            x = block(x, context, pos_emb)
+        return self.head(self.ln_f(x)), inputs
 
     def update_memory(self, mem: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         """The last ``mem_len`` hidden states of [mem, hidden], detached: (B, ≤ mem_len, C)."""
@@ -233,20 +243,26 @@ class TransformerXL(AutoregressiveImageModel):
         use_cache: bool = True,
         return_logits: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Token-by-token sampling. ``use_cache=True`` carries the memory across segments and recomputes only
-        the current segment's prefix per token; ``False`` recomputes every segment from the start each step
-        (teacher-forced :meth:`image_logits` on the tokens so far). Both give the same tokens."""
+        """Token-by-token sampling. ``use_cache=True`` keeps, per layer, the memory fixed at the segment's start
+        and the layer inputs of the segment's tokens drawn so far, and runs only the new token through the layers
+        attending to [memory, segment so far] (a single query at the end of its context needs no relative shift);
+        ``False`` recomputes every segment from the start each step (teacher-forced :meth:`image_logits` on the
+        tokens so far). Both give the same tokens."""
         device = self.device
         tokens = torch.zeros(n, self.seq_len, dtype=torch.long, device=device)
         idx = self.build_inputs(tokens)  # rewritten as tokens are drawn
         mems = self.init_memory(n)
+        segment = self.init_memory(n)  # per layer: (n, s, C) inputs of the current segment's first s tokens
         all_logits = []
         for p in range(self.seq_len):
             if use_cache:
-                start = p - p % self.segment_len
-                if p and start == p:  # a segment is complete: its layer inputs become the memory
-                    _, mems = self(idx[:, p - self.segment_len:p], mems)
-                logits = self(idx[:, start:p + 1], mems)[0][:, -1]
+                if p and p % self.segment_len == 0:  # a segment is complete: its layer inputs join the memory
+                    mems = [self.update_memory(m, h) for m, h in zip(mems, segment)]
+                    segment = self.init_memory(n)
+                contexts = [torch.cat([m, h], dim=1) for m, h in zip(mems, segment)]  # (n, M + s, C)
+                out, inputs = self.forward_with_layer_inputs(idx[:, p:p + 1], contexts)
+                segment = [torch.cat([h, x], dim=1) for h, x in zip(segment, inputs)]
+                logits = out[:, -1]
             else:
                 logits = self.image_logits(tokens)[:, p]  # causal: tokens >= p do not matter
             logits = logits.float()

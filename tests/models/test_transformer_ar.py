@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
@@ -182,6 +181,17 @@ def test_cached_sampling_equals_uncached_sampling(build) -> None:
     assert not torch.equal(a, c)
 
 
+@pytest.mark.parametrize("segment_len,mem_len", [(5, 0), (5, 3), (5, 12), (1, 4), (16, 6)])
+def test_xl_cached_sampling_equals_uncached_for_any_segment_and_memory(segment_len: int, mem_len: int) -> None:
+    """The sampling cache (memory + the segment's layer inputs) reproduces the teacher-forced segments exactly,
+    with no memory, a memory shorter or longer than a segment, one-token segments and a single segment."""
+    model = tiny_xl(segment_len=segment_len, mem_len=mem_len)
+    a, la = model.generate_tokens(3, torch.Generator().manual_seed(0), use_cache=True, return_logits=True)
+    b, lb = model.generate_tokens(3, torch.Generator().manual_seed(0), use_cache=False, return_logits=True)
+    assert torch.equal(a, b)
+    torch.testing.assert_close(la, lb, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("build", [tiny_gpt, tiny_xl], ids=["gpt", "transformer-xl"])
 def test_model_is_causal(build) -> None:
     model = build()
@@ -199,21 +209,6 @@ def test_top_k_one_is_greedy_decoding() -> None:
     greedy = tiny_gpt(temperature=0.0).generate_tokens(3, torch.Generator().manual_seed(0))
     top1 = tiny_gpt(top_k=1).generate_tokens(3, torch.Generator().manual_seed(1))
     assert torch.equal(greedy, top1)
-
-
-def test_sampling_speed_with_and_without_kv_cache() -> None:
-    """Measured, printed (run with -s), not asserted: 196 tokens (14×14 grid of 28×28 images)."""
-    torch.manual_seed(0)
-    model = GPT(image_shape=(1, 28, 28), n_layer=2, n_head=4, n_embd=64, token_size=14).eval()
-    assert model.seq_len == 196
-    timings = {}
-    for use_cache in (True, False):
-        start = time.perf_counter()
-        tokens = model.generate_tokens(2, torch.Generator().manual_seed(0), use_cache=use_cache)
-        timings[use_cache] = time.perf_counter() - start
-        assert tokens.shape == (2, 196)
-    print(f"\nGPT 2x64, 196 tokens, n=2, CPU 1 thread: KV cache {timings[True]:.2f}s, "
-          f"no cache {timings[False]:.2f}s ({timings[False] / timings[True]:.1f}x)")
 
 
 # ---------------------------------------------------------------------------------------------------- likelihood
@@ -329,6 +324,16 @@ def test_gpt_and_transformer_xl_at_equal_parameters() -> None:
     assert xl_hparams["n_embd"] == TransformerXL().hparams.n_embd  # the documented default is the matched width
     assert (gpt_count, xl_count) == (822_656, 811_332)  # the counts stated in the docstrings
     print(f"\ngpt {gpt_count:,} vs transformer-xl {xl_count:,} parameters")
+
+
+def test_xl_matched_to_a_gpt_over_784_pixel_tokens_is_wider() -> None:
+    """One token per pixel: GPT's 784 × 64 position table is a third of its parameters, so the XL match is wider."""
+    gpt_hparams = {"n_layer": 2, "n_head": 4, "n_embd": 64, "token_size": 28}
+    xl_hparams = TransformerXL.gpt_matched_hparams((1, 28, 28), **gpt_hparams)
+    gpt_count = GPT(image_shape=(1, 28, 28), **gpt_hparams).num_parameters()
+    xl_count = TransformerXL(**xl_hparams).num_parameters()
+    assert xl_hparams["n_embd"] > 64 and xl_hparams["token_size"] == 28
+    assert abs(xl_count - gpt_count) / gpt_count < 0.05
 
 
 # ----------------------------------------------------------------------------------------------- text-to-image
