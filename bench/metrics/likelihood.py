@@ -2,7 +2,8 @@
 
 The evaluator asks a :class:`~models.base.LikelihoodModel` (e.g. an autoencoder) for ``model.nll(x, num_samples=metric.importance_samples,
 generator=gen)`` — an importance-weighted (IWAE, Burda et al., 2016) upper bound on -log p(x), nats per image —
-and passes it to ``update``. bits/dim = Σ nats / (Σ dims · ln 2), dims = C·H·W per image.
+and passes it to ``update``. bits/dim = Σ nats / (Σ dims · ln 2), dims = C·H·W per image, or what the model
+scores (``likelihood_dims``: the tokens of an autoregressive model's quantized grid, whose NLL is exact).
 
 The suite's decoders are Bernoulli on [0, 1] intensities: the "likelihood" is the Bernoulli surrogate, not a
 normalized density on 8-bit data, so the numbers compare the suite's models with each other, not with published
@@ -93,7 +94,11 @@ class NLLBitsPerDim(BenchMetric, Metric):
         return self.sum_nats / (self.sum_dims * math.log(2))
 
     def protocol(self) -> str:
-        return (
-            f"importance_samples={self.importance_samples},likelihood={self.likelihood},"
-            f"bound={self.bound},units=bits/dim,dims=C*H*W"
-        )
+        """The likelihood, the bound and the dimensions per image the bits are spread over; the importance samples
+        only for a bound that uses them (an exact NLL ignores them)."""
+        if self.num_images > 0:
+            dims = f"{float(self.sum_dims / self.num_images):g} per image"
+        else:
+            dims = f"{self.num_dims} per image" if self.num_dims else "C*H*W"
+        samples = "" if self.bound == "exact" else f"importance_samples={self.importance_samples},"
+        return f"{samples}likelihood={self.likelihood},bound={self.bound},units=bits/dim,dims={dims}"

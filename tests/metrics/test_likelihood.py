@@ -60,8 +60,18 @@ def test_build_takes_dims_from_context_and_protocol_states_choices() -> None:
     metric = NLLBitsPerDim.build(MetricContext(image_shape=(1, 28, 28)))
     assert metric.num_dims == 784 and metric.importance_samples == NLLBitsPerDim.default_importance_samples == 64
     protocol = metric.protocol()
-    for fact in ("importance_samples=64", "likelihood=bernoulli", "upper", "bits/dim"):
+    for fact in ("importance_samples=64", "likelihood=bernoulli", "upper", "bits/dim", "dims=784 per image"):
         assert fact in protocol
+
+
+def test_protocol_of_an_exact_nll_states_the_scored_dims_and_no_importance_samples() -> None:
+    """What the evaluator records for an autoregressive model scoring a 14×14 token grid of a 28×28 image."""
+    metric = NLLBitsPerDim.build(MetricContext(image_shape=(1, 28, 28)))
+    metric.likelihood, metric.bound = "categorical-16levels-14x14(quantized intensities)", "exact"
+    metric.update(torch.full((4,), 196 * math.log(2)), num_dims=196)
+    assert metric.compute().item() == pytest.approx(1.0)
+    assert metric.protocol() == ("likelihood=categorical-16levels-14x14(quantized intensities),bound=exact,"
+                                 "units=bits/dim,dims=196 per image")
 
 
 def test_rejects_bad_input_and_is_nan_when_empty() -> None:
