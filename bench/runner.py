@@ -133,11 +133,12 @@ def _quiet_lightning() -> None:
 
 def _build_model(label: str, args: dict[str, Any], dm: BenchDataModule, where: str) -> BenchModule:
     """Builds a track's model entry ``label: args`` for ``dm`` (``args`` may name the registered model under
-    ``model``); bad arguments become a SpecError naming ``where`` (file and key)."""
+    ``model``); bad arguments, and files they name that do not exist (e.g. a ``tokenizer_weights``), become a
+    SpecError naming ``where`` (file and key)."""
     name, hparams = model_entry(label, args)
     try:
         return MODELS.get(name).from_data(dm.data_spec(), **hparams)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, FileNotFoundError) as err:
         raise SpecError(f"{where}: {err}") from err
 
 

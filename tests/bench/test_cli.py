@@ -152,6 +152,18 @@ def test_bad_model_argument_in_suite_is_a_usage_error(capsys, tmp_path: Path) ->
     assert str(path) in line and "latent_size" in line and "latent_dim" in line
 
 
+def test_missing_tokenizer_weights_in_suite_is_a_usage_error(capsys, tmp_path: Path) -> None:
+    """A model argument naming a file that is not there: exit 2 naming the suite file, the path and the fix."""
+    path = tmp_path / "novq.yaml"
+    missing = tmp_path / "no-such-vq-vae.pt"
+    data = tiny_suite()
+    data["tracks"][0]["models"] = {"gpt": {"n_layer": 1, "n_head": 2, "n_embd": 16, "tokenizer": "vq",
+                                           "tokenizer_weights": str(missing)}}
+    path.write_text(yaml.safe_dump(data))
+    line = run_error(["--suite", str(path)], capsys, tmp_path / "out")
+    assert str(path) in line and str(missing) in line and "save_weights" in line
+
+
 def test_bad_resize_mode_in_suite_is_a_usage_error(capsys, tmp_path: Path) -> None:
     path = tmp_path / "badresize.yaml"
     data = tiny_suite()
