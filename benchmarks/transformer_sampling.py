@@ -24,6 +24,7 @@ import argparse
 import statistics
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -76,10 +77,8 @@ def training_step(name: str, batch: int, segment: int, steps: int) -> dict[str, 
     for step in range(steps):
         start = time.perf_counter()
         model.zero_grad(set_to_none=True)
-        if step == 0:
-            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                loss = torch.nn.functional.cross_entropy(model.image_logits(tokens).flatten(0, 1), tokens.flatten())
-        else:
+        record = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t) if step == 0 else nullcontext()
+        with record:
             loss = torch.nn.functional.cross_entropy(model.image_logits(tokens).flatten(0, 1), tokens.flatten())
         loss.backward()
         times.append(time.perf_counter() - start)
@@ -129,6 +128,7 @@ def main() -> None:
     gpt, xl = results["gpt"], results["transformer-xl"]
     print(f"XL / GPT: step time {xl['step_s'] / gpt['step_s']:.2f}, saved activations "
           f"{xl['saved_mib'] / gpt['saved_mib']:.2f}")
+
 
 if __name__ == "__main__":
     main()
