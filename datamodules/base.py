@@ -45,6 +45,20 @@ class DataSpec:
     modalities: tuple[str, ...] = field(default=("image",))
     id_to_word: tuple[str, ...] = ()
 
+    @classmethod
+    def captioned(
+        cls, image_shape: tuple[int, int, int], num_classes: int, vocab: dict[str, int], text_length: int
+    ) -> DataSpec:
+        """The spec of image + caption data whose captions are ``text_length`` ids from ``vocab`` (word → id)."""
+        return cls(
+            image_shape=image_shape,
+            num_classes=num_classes,
+            vocab_size=len(vocab),
+            text_length=text_length,
+            modalities=("image", "text"),
+            id_to_word=tuple(sorted(vocab, key=vocab.__getitem__)),
+        )
+
     def as_kwargs(self) -> dict[str, Any]:
         return {
             "image_shape": self.image_shape,

@@ -174,11 +174,4 @@ class FusionFashionMNISTDataModule(FashionMNISTDataModule):
         return out
 
     def data_spec(self) -> DataSpec:
-        return DataSpec(
-            image_shape=(1, self.image_size, self.image_size),
-            num_classes=10,
-            vocab_size=len(self.vocab),
-            text_length=self.text_length,
-            modalities=("image", "text"),
-            id_to_word=tuple(sorted(self.vocab, key=self.vocab.get)),
-        )
+        return DataSpec.captioned((1, self.image_size, self.image_size), 10, self.vocab, self.text_length)

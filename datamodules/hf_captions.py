@@ -221,14 +221,7 @@ class HFCaptionDataModule(SplitCaptionsMixin, BenchDataModule):
 
     def data_spec(self) -> DataSpec:
         self.setup()  # the vocabulary is built from the training captions
-        return DataSpec(
-            image_shape=(3, self.image_size, self.image_size),
-            num_classes=1,
-            vocab_size=len(self.vocab),
-            text_length=self.text_length,
-            modalities=("image", "text"),
-            id_to_word=tuple(sorted(self.vocab, key=self.vocab.__getitem__)),
-        )
+        return DataSpec.captioned((3, self.image_size, self.image_size), 1, self.vocab, self.text_length)
 
 
 @DATAMODULES.register("flickr30k")
