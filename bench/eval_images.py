@@ -87,6 +87,7 @@ def evaluate_image_sets(
     out["protocol"] = {
         "backbone": backbone.registry_name,
         "backbone_sha256": backbone.weights_sha256,
+        "backbone_version": backbone.forward_version,
         "resize": backbone.resize,
         "real": real.source,
         "fake": fake.source,

@@ -117,6 +117,11 @@ def caption_strings(dm: BenchDataModule, split: str) -> list[str]:
     return list(dm.caption_strings(split))
 
 
+def backbone_version_protocol(backbone: FeatureBackbone) -> str:
+    """The protocol entry naming the forward version of the feature backbone that scored a metric."""
+    return f"backbone_version={backbone.forward_version}"
+
+
 class Evaluator:
     """Computes one track's metrics for trained models.
 
@@ -207,15 +212,17 @@ class Evaluator:
                 "backbone_sha256": self.backbone.weights_sha256,
                 "resize": self.backbone.resize,
             }
+            version = backbone_version_protocol(self.backbone)
             if "features" in by_kind:
                 real = self.real_features(dm)
                 for n in by_kind["features"]:
                     metrics[n].update(real, real=True)
                     metrics[n].update(fake, real=False)
-                scores += [sc for n in by_kind["features"] for sc in self._scores(n, metrics[n], split, len(real), **extra)]
+                scores += [sc for n in by_kind["features"]
+                           for sc in self._scores(n, metrics[n], split, len(real), version, **extra)]
             for n in by_kind.get("logits", []):
                 metrics[n].update(fake_logits)
-                scores += self._scores(n, metrics[n], split, n_real, **extra)
+                scores += self._scores(n, metrics[n], split, n_real, version, **extra)
 
         if any(kind in by_kind for kind in CONDITIONAL_INPUT_KINDS):
             assert isinstance(model, TextToImageGenerator)
@@ -304,8 +311,8 @@ class Evaluator:
             for name in by_kind["conditional_features"]:
                 metrics[name].update(real, real=True)
                 metrics[name].update(fake_features, real=False)
-                scores += self._scores(name, metrics[name], split, len(real), n_fake=n, backbone=bb.registry_name,
-                                       backbone_sha256=bb.weights_sha256, resize=bb.resize)
+                scores += self._scores(name, metrics[name], split, len(real), backbone_version_protocol(bb), n_fake=n,
+                                       backbone=bb.registry_name, backbone_sha256=bb.weights_sha256, resize=bb.resize)
 
         if "image_text" in by_kind:
             clip = self.clip_backbone

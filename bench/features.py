@@ -96,5 +96,7 @@ def cached_real_features(
 
 
 def real_cache_key(datamodule_identity: str, split: str, backbone: FeatureBackbone) -> str:
-    """``{datamodule}-{args hash}-{split}-{backbone}-{weights sha256[:12]}-{resize}-features``."""
-    return f"{datamodule_identity}-{split}-{backbone.registry_name}-{backbone.weights_sha256[:12]}-{backbone.resize}-features"
+    """``{datamodule}-{args hash}-{split}-{backbone}-{weights sha256[:12]}-{resize}-fwd{forward version}-features``:
+    features of an older forward of the same backbone and weights are never reused."""
+    return (f"{datamodule_identity}-{split}-{backbone.registry_name}-{backbone.weights_sha256[:12]}-{backbone.resize}"
+            f"-fwd{backbone.forward_version}-features")

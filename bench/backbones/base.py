@@ -23,9 +23,13 @@ class FeatureBackbone(nn.Module):
         num_features: Dimension D of the features.
         resize: The exact resize it applies, e.g. ``"bilinear-224"``; goes into every result row.
         weights_sha256: sha256 of the weights file it loaded; goes into every result row.
+        forward_version: Version of the forward computation (preprocessing and network code, not the weights):
+            raised whenever a change alters the features, so no cached real statistic of an older forward is
+            reused; recorded in the real-feature cache key and in the protocol of every score.
     """
 
     registry_name: ClassVar[str]
+    forward_version: ClassVar[str] = "1"
     num_features: int
     resize: str
     weights_sha256: str

@@ -20,6 +20,7 @@ from bench.backbones.inception_v3_compat import WEIGHTS_ENV, InceptionV3Compat
 from bench.metrics.fid import FID
 from bench.metrics.inception_score import inception_score
 from bench.metrics.kid import kernel_distance
+from tests.backbones.pretrained_photos import PretrainedPhotoTests
 
 FILE_NAME = "weights-inception-2015-12-05-6726825d.pth"
 
@@ -212,3 +213,44 @@ def test_torchmetrics_fid_difference_is_its_antialiased_resize(backbone, weights
         theirs[antialias] = tm.compute().item()
     assert theirs[False] == pytest.approx(value, rel=1e-6)
     assert abs(theirs[True] - value) / value > 1e-4  # the default antialiased resize moves the value
+
+
+def _real_inception_weights() -> str | None:
+    """The real torch-fidelity Inception weights where this machine has them ($BENCH_INCEPTION_WEIGHTS or the
+    torch.hub cache), else None: they cannot be downloaded here."""
+    import os
+
+    from bench.backbones.inception_v3_compat import cached_weights_path
+
+    for path in (os.environ.get(WEIGHTS_ENV), cached_weights_path()):
+        if path and Path(path).is_file():
+            return path
+    return None
+
+
+class TestInceptionPhotos(PretrainedPhotoTests):
+    """The photo check on the real TF-Inception weights, where present. Its 1008-way head follows the TF graph's
+    own label map (not the sorted-synset order), which no installed package ships, so the class check skips with
+    that reason; the penultimate-activation check runs."""
+
+    input_size = 299
+
+    @pytest.fixture(scope="class")
+    def pretrained_backbone(self):
+        path = _real_inception_weights()
+        if path is None:
+            pytest.skip(f"real Inception weights absent (set {WEIGHTS_ENV}=/path/to/{FILE_NAME})")
+        return InceptionV3Compat(weights_path=path)
+
+    def class_names(self, backbone):
+        return None
+
+    def head(self, backbone, features):
+        return features.mm(backbone.net.fc.weight.T)  # 'logits_unbiased': the fc layer without its bias
+
+    def reference_logits(self, backbone, images):
+        ref = tfi.FeatureExtractorInceptionV3(
+            "inception-v3-compat", ["logits_unbiased"], feature_extractor_weights_path=backbone.weights_path
+        ).eval()
+        with torch.no_grad():
+            return ref(images)[0]

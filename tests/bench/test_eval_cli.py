@@ -69,7 +69,7 @@ def test_datamodule_split_input_shares_the_run_cache(capsys, npz_pair, tmp_cache
     code, out, _ = _run(capsys, "--real", "digits:test", "--fake", str(b), "--metrics", "kid", "--kid-subset-size", "20",
                         "--kid-subsets", "3", "--json")
     assert code == 0 and json.loads(out)["protocol"]["n_real"] == 359
-    cached = list(tmp_cache.glob("digits-*-test-efficientnet-lite0-*-bilinear-224-features.pt"))
+    cached = list(tmp_cache.glob("digits-*-test-efficientnet-lite0-*-bilinear-224-fwd2-features.pt"))
     assert len(cached) == 1
 
 
