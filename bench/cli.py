@@ -2,8 +2,10 @@
 
     bench list {suites,models,datamodules,metrics,backbones,fusions}
     bench run --suite NAME [--models a,b] [--datamodule NAME] [--seeds 0,1,2] [--max-epochs N]
-              [--limit-batches F] [--fast] [--accelerator auto|cpu|gpu] [--devices N] [--out DIR] [--json]
-              [--publish DIR] [--cache-dir DIR] [--backbone-weights FILE]
+              [--limit-batches F] [--fast] [--accelerator auto|cpu|gpu|cuda|mps] [--devices N] [--out DIR] [--json]
+              [--publish DIR] [--cache-dir DIR] [--backbone-weights FILE] [--rerun [MODELS]]
+              [--checkpoint-every N] [--precision P] [--strategy S] [--num-nodes N]
+              [--accumulate-grad-batches N] [--no-deterministic]
     bench eval --real PATH --fake PATH [--metrics fid,kid,is,prc] [--backbone NAME] [--backbone-weights FILE]
                [--resize MODE] [--n N] [--seed S] [--batch-size B] [--json]
                (PATH: folder of PNG/JPEG, .npz, datamodule:split)
@@ -19,8 +21,13 @@ full run; the Markdown says so and its command line shows ``--fast``.
 A suite with robustness results also gets ``accuracy_vs_noise.png`` next to the leaderboard, linked from it
 (``--publish`` copies it as ``<suite>-accuracy-vs-noise.png``).
 
+Re-running the same ``bench run`` command skips the units already complete in ``--out`` and resumes an
+interrupted one from its last checkpoint (see :mod:`bench.units`, :mod:`bench.resume`); ``--rerun`` runs
+complete units again.
+
 Exit codes: 0 success; 1 the suite ran but some run failed (see results.csv); 2 bad input (unknown name,
-invalid suite file, missing data or weights) — reported in one line on stderr before any work starts.
+invalid suite file, missing data or weights) — reported in one line on stderr before any work starts; 130 / 143
+stopped by SIGINT (Ctrl-C) / SIGTERM: complete units kept, leaderboard of them written, one line on stderr.
 """
 
 from __future__ import annotations
@@ -109,6 +116,31 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+#: Accelerators Lightning accepts by name.
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+#: --precision values (aliases ``32``, ``16``, ``bf16``, ``64`` map to Lightning's names).
+PRECISION_CHOICES = ("32", "32-true", "16-mixed", "bf16-mixed", "64-true")
+
+
+def _precision(text: str) -> str:
+    from bench.spec import PRECISION_ALIASES, PRECISIONS
+
+    value = PRECISION_ALIASES.get(text, text)
+    if value not in PRECISIONS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not accepted; valid: {', '.join(PRECISION_CHOICES)}")
+    return value
+
+
 class _OneLineParser(argparse.ArgumentParser):
     """argparse that reports errors in one line (``bench: error: ...``) with exit code 2."""
 
@@ -134,8 +166,21 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fraction (<=1) or number (>1) of train/val batches per epoch")
     p_run.add_argument("--fast", action="store_true",
                        help="smoke run: 1 epoch of 2 train/val batches, smaller generative evaluation, same seeds")
-    p_run.add_argument("--accelerator", default="auto", choices=("auto", "cpu", "gpu"))
-    p_run.add_argument("--devices", type=_positive_int, default=1)
+    p_run.add_argument("--accelerator", default="auto", choices=ACCELERATORS, help="Lightning accelerator")
+    p_run.add_argument("--devices", type=_positive_int, default=1, help="devices per unit (GPUs, or CPU processes)")
+    p_run.add_argument("--precision", type=_precision, metavar="P",
+                       help=f"training precision, one of {', '.join(PRECISION_CHOICES)} (replaces the suite's)")
+    p_run.add_argument("--strategy", metavar="NAME", help="Lightning strategy (auto, ddp, ddp_spawn, fsdp, ...)")
+    p_run.add_argument("--num-nodes", type=_positive_int, metavar="N", help="nodes per unit (torchrun / SLURM)")
+    p_run.add_argument("--accumulate-grad-batches", type=_positive_int, metavar="N",
+                       help="gradient accumulation of automatically optimized models")
+    p_run.add_argument("--no-deterministic", dest="deterministic", action="store_false", default=None,
+                       help="let Lightning pick non-deterministic (faster GPU) kernels; recorded in the config hash")
+    p_run.add_argument("--checkpoint-every", type=_non_negative_int, metavar="N",
+                       help="training batches between resumable checkpoints (0: at epoch ends only; default: the "
+                            "suite's, else 100)")
+    p_run.add_argument("--rerun", nargs="?", const="all", metavar="MODELS",
+                       help="run complete units again: all of them, or those of these comma-separated models")
     p_run.add_argument("--out", type=Path, help="output folder (default runs/<suite>)")
     p_run.add_argument("--cache-dir", type=Path, help="real-feature cache (default $BENCH_CACHE_DIR or ~/.cache/genfusion-bench)")
     p_run.add_argument("--backbone-weights", type=Path, metavar="FILE",
@@ -240,8 +285,25 @@ def trainer_note(max_epochs_given: bool, limit_given: bool) -> str:
     return f"{epochs}, {batches}"
 
 
+def _rerun(text: str | None, spec) -> bool | frozenset[str]:
+    """``--rerun`` → True (all units), a set of model labels, or False."""
+    if text is None:
+        return False
+    if text == "all":
+        return True
+    labels = _csv_list(text, "rerun")
+    in_suite = sorted({m for t in spec.tracks for m in t.models})
+    unknown = [m for m in labels if m not in in_suite]
+    if unknown:
+        raise UsageError(f"--rerun: model {unknown[0]!r} is not in this run of suite {spec.name!r}; its models: "
+                         f"{', '.join(in_suite)}")
+    return frozenset(labels)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
+
+    from bench.interrupts import SuiteInterrupted
 
     from bench.backbones import BackboneWeightsError
     from bench.registry import UnknownNameError
@@ -251,7 +313,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from datamodules import DATAMODULES, DataUnavailableError
 
     try:
-        if args.accelerator == "gpu" and not _gpu_available():
+        if args.accelerator in ("gpu", "cuda") and not _gpu_available():
             raise UsageError("--accelerator gpu: no CUDA device is visible (torch.cuda.is_available() is False); use cpu or auto")
         spec = load_suite(args.suite)
         if args.datamodule is not None:
@@ -268,19 +330,26 @@ def cmd_run(args: argparse.Namespace) -> int:
             seeds=seeds,
             max_epochs=args.max_epochs,
             limit_batches=args.limit_batches,
+            trainer={"precision": args.precision, "strategy": args.strategy, "num_nodes": args.num_nodes,
+                     "accumulate_grad_batches": args.accumulate_grad_batches, "deterministic": args.deterministic,
+                     "checkpoint_every_n_batches": args.checkpoint_every},
         )
+        rerun = _rerun(args.rerun, spec)
         if args.fast:
             spec = fast_spec(spec, args.max_epochs is not None, args.limit_batches is not None)
         out_dir = args.out or Path("runs") / spec.name
         opts = RunOptions(
             out_dir=out_dir, accelerator=args.accelerator, devices=args.devices, cache_dir=args.cache_dir,
-            backbone_weights=args.backbone_weights,
+            backbone_weights=args.backbone_weights, rerun=rerun,
             console=Console(stderr=True), command=" ".join(["bench"] + [shlex.quote(a) for a in args.argv]),
         )
         outcome = run_suite(spec, opts)
     except (UnknownNameError, SpecError, DataUnavailableError, BackboneWeightsError, UsageError) as err:
         sys.stderr.write(f"bench: error: {err}\n")
         return EXIT_USAGE
+    except SuiteInterrupted as err:
+        sys.stderr.write(f"bench: {err}\n")
+        return err.exit_code
 
     from bench.plots import ACCURACY_VS_NOISE_PNG
 

@@ -3,7 +3,12 @@
 Everything a run needs is validated and loaded before the first model trains (names, model arguments, datasets,
 backbone weights), so a bad suite or a missing dataset fails in seconds with exit code 2, never halfway through.
 One run that raises is recorded with status ``failed`` (and one whose loss became NaN/inf with ``diverged``);
-the rest of the suite goes on. results.csv is rewritten atomically after every run.
+the rest of the suite goes on.
+
+Each (track, model label, datamodule, seed) is a run unit (:mod:`bench.units`): it trains with resumable
+checkpoints (:mod:`bench.resume`), and its outcome is written as one completion record; results.csv and the
+leaderboards are rebuilt from the records after every unit. Running the same command again skips complete units
+and resumes an interrupted one from its last checkpoint; SIGINT / SIGTERM stop cleanly (:mod:`bench.interrupts`).
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ import dataclasses
 import json
 import logging
 import math
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -27,12 +34,13 @@ from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from rich.console import Console
 
-from bench.atomic import atomic_write, atomic_write_text
+from bench.atomic import atomic_write, atomic_write_text, remove_stale_temporaries
 from bench.backbones import FeatureBackbone
 from bench.backbones.build import build_backbone
 from bench.callbacks import DivergenceMonitor
 from bench.evaluate import Evaluator, applicable_metrics
 from bench.hashing import config_hash
+from bench.interrupts import SuiteInterrupted, interruptible
 from bench.leaderboard import aggregate, results_frame, to_markdown, write_leaderboard, write_results
 from bench.memory import PeakMemory
 from bench.plots import ACCURACY_VS_NOISE_PNG, plot_accuracy_vs_noise
@@ -40,7 +48,10 @@ from bench.metrics import METRICS
 from bench.metrics.base import BACKBONE_FIELD_OF_KIND, FEATURE_BACKBONE_INPUT_KINDS
 from bench.metrics.cross_modal import ImageClassifierBackbone, ImageTextScorer
 from bench.provenance import environment_info, git_commit, package_version, utc_now
-from bench.spec import EvalSpec, SpecError, SuiteSpec, TrackSpec, check_eval_backbones, model_entry
+from bench.resume import UnitCheckpoint
+from bench.spec import EvalSpec, SpecError, SuiteSpec, TrackSpec, TrainerSpec, check_eval_backbones, model_entry
+from bench.units import (PathOutsideOutError, Unit, UnitLock, collect_rows, inside, is_complete, results_lock,
+                         write_record)
 from datamodules import DATAMODULES, BenchDataModule
 from models import MODELS, BenchModule, ImageGenerator, TextToImageGenerator
 
@@ -57,6 +68,7 @@ class RunOptions:
         backbone_weights: Weights file for the suite's backbone(s) instead of their default.
         console: Where progress is drawn (None: no progress bars).
         command: The command line, recorded in the Markdown.
+        rerun: Run complete units again: True for all, or the model labels to rerun (``--rerun``).
     """
 
     out_dir: Path
@@ -66,6 +78,7 @@ class RunOptions:
     backbone_weights: Path | None = None
     console: Console | None = None
     command: str = ""
+    rerun: bool | frozenset[str] = False
 
 
 @dataclass
@@ -143,7 +156,8 @@ def _build_model(label: str, args: dict[str, Any], dm: BenchDataModule, where: s
 
 
 def prepare(
-    spec: SuiteSpec, backbone_weights: Path | None = None
+    spec: SuiteSpec, backbone_weights: Path | None = None,
+    models_out: dict[tuple[str, str], BenchModule] | None = None,
 ) -> tuple[dict[str, BenchDataModule], dict[tuple[str, int | None, str | None], FeatureBackbone]]:
     """Loads every datamodule and backbone and builds every model once, so configuration errors surface first.
 
@@ -151,6 +165,7 @@ def prepare(
         spec: The suite.
         backbone_weights: A weights file given to every feature backbone (``eval.backbone``) instead of its
             default (``--backbone-weights``); image–text and classifier backbones load their own.
+        models_out: If given, receives one built model per (track, model label) (for the trainer checks).
 
     Returns:
         Datamodules by ``(name, args)`` key and backbones by ``(name, size, resize mode)``; the image–text and
@@ -182,6 +197,8 @@ def prepare(
             for model_name, model_args in track.models.items():
                 where = f"{spec.source}: key 'tracks[{i}].models.{model_name}'"
                 model = _build_model(model_name, model_args, dms[key], where)
+                if models_out is not None:
+                    models_out.setdefault((track.name, model_name), model)
                 missing = [m for m in model.required_modalities() if m not in provided]
                 if missing:
                     raise SpecError(
@@ -208,33 +225,80 @@ def _dm_key(name: str, args: dict[str, Any]) -> str:
     return f"{name}:{json.dumps(args, sort_keys=True)}"
 
 
-def _trainer(track: TrackSpec, model: BenchModule, opts: RunOptions, log_name: str, seed: int) -> pl.Trainer:
+def _strategy(trainer: TrainerSpec, opts: RunOptions) -> str:
+    """The suite's strategy; with several devices and ``auto``, ``ddp_spawn`` (the default ``ddp`` launcher would
+    re-execute the whole `bench run` command in every rank). Under torchrun / SLURM (a cluster environment that
+    launched this process) Lightning's own choice stands."""
+    several = isinstance(opts.devices, int) and opts.devices > 1
+    if trainer.strategy == "auto" and several and not _launched_by_cluster():
+        return "ddp_spawn"
+    return trainer.strategy
+
+
+def _launched_by_cluster() -> bool:
+    import os
+
+    return "LOCAL_RANK" in os.environ or "SLURM_NTASKS" in os.environ
+
+
+def _trainer(track: TrackSpec, model: BenchModule, opts: RunOptions, log_name: str, seed: int,
+             checkpoint: pl.Callback | None = None) -> pl.Trainer:
     t = track.trainer
     callbacks: list[pl.Callback] = [DivergenceMonitor()]
+    if checkpoint is not None:
+        callbacks.append(checkpoint)
     show_bar = opts.console is not None and sys.stderr.isatty()
     if show_bar:
         callbacks.append(RichProgressBar(leave=False, console_kwargs={"stderr": True}))
-    clip = t.gradient_clip_val if model.automatic_optimization else None
-    # Several devices: spawn the workers, so that only this process runs the suite loop and the evaluation
-    # (the default "ddp" launcher would re-execute the whole `bench run` command in every rank).
-    strategy = "ddp_spawn" if isinstance(opts.devices, int) and opts.devices > 1 else "auto"
+    automatic = model.automatic_optimization
     return pl.Trainer(
         accelerator=opts.accelerator,
         devices=opts.devices,
-        strategy=strategy,
+        strategy=_strategy(t, opts),
+        num_nodes=t.num_nodes,
+        precision=t.precision,
         max_epochs=t.max_epochs,
         limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches,
-        gradient_clip_val=clip,
-        deterministic=True,
+        gradient_clip_val=t.gradient_clip_val if automatic else None,
+        accumulate_grad_batches=t.accumulate_grad_batches if automatic else 1,
+        deterministic=t.deterministic,
         logger=CSVLogger(opts.out_dir / "logs", name=log_name, version=f"seed{seed}"),
-        enable_checkpointing=False,
+        enable_checkpointing=False,  # UnitCheckpoint (bench.resume) writes the resumable checkpoints
         enable_model_summary=False,
         enable_progress_bar=show_bar,
         num_sanity_val_steps=0,
         log_every_n_steps=1,
         callbacks=callbacks,
     )
+
+
+def check_trainer_settings(spec: SuiteSpec, opts: RunOptions, models: dict[tuple[str, str], BenchModule]) -> None:
+    """Builds each track's Trainer once (no training) so that a precision, strategy or accelerator Lightning
+    cannot run here, or one a model cannot support, is a usage error before any training.
+
+    Raises:
+        SpecError: naming the track (and the model) and the setting.
+    """
+    for i, track in enumerate(spec.tracks):
+        t = track.trainer
+        for (track_name, label), model in models.items():
+            if track_name != track.name:
+                continue
+            if not model.automatic_optimization and t.accumulate_grad_batches > 1:
+                raise SpecError(f"{spec.source}: key 'tracks[{i}].trainer.accumulate_grad_batches': model {label!r} "
+                                f"uses manual optimization (one optimizer step per batch it decides itself); "
+                                f"accumulation applies to automatically optimized models only, use 1")
+        first = next((m for (name, _), m in models.items() if name == track.name), None)
+        if first is None:
+            continue
+        try:
+            _trainer(track, first, dataclasses.replace(opts, console=None, out_dir=Path(tempfile.gettempdir())),
+                     "preflight", 0)
+        except Exception as err:  # Lightning's MisconfigurationException / ValueError on a bad combination
+            raise SpecError(f"{spec.source}: track '{track.name}': trainer settings (accelerator={opts.accelerator}, "
+                            f"devices={opts.devices}, precision={t.precision}, strategy={t.strategy}, "
+                            f"num_nodes={t.num_nodes}) cannot run here: {str(err).splitlines()[0]}") from err
 
 
 SAMPLE_GRID_SIZE = 64
@@ -295,6 +359,34 @@ def save_sample_grid(model: ImageGenerator, path: Path, seed: int, dm: BenchData
     _save_png(canvas, path)
 
 
+def unit_config(track: TrackSpec, dm: BenchDataModule, label: str, model_args: dict[str, Any]) -> dict[str, Any]:
+    """Everything of one unit that changes its numbers, except the seed: hashed into ``config_hash``."""
+    return {
+        "track": track.name, "model": label, "model_args": model_args, "datamodule": dm.registry_name,
+        "datamodule_args": dict(dm.hparams), "trainer": track.trainer.hashed(),
+        "eval": dataclasses.asdict(track.eval), "metrics": track.metrics,
+    }
+
+
+def _fit(trainer: pl.Trainer, model: BenchModule, dm: BenchDataModule, ckpt: UnitCheckpoint,
+         console: Console | None) -> None:
+    """Trains, resuming from the unit's checkpoint when there is one; an unreadable checkpoint (e.g. from an
+    incompatible code version) is reported in one line, removed, and training starts from step 0."""
+    if ckpt.path.is_file():
+        try:
+            torch.load(ckpt.path, map_location="cpu", weights_only=True)
+        except Exception as err:  # truncated by a full disk, or written by an incompatible version
+            if console is not None:
+                console.print(f"  checkpoint {ckpt.path} is unreadable ({type(err).__name__}); training from step 0")
+            ckpt.path.unlink(missing_ok=True)
+    if not ckpt.path.is_file():
+        trainer.fit(model, datamodule=dm)
+        return
+    if console is not None:
+        console.print(f"  resuming from {ckpt.path}")
+    trainer.fit(model, datamodule=dm, ckpt_path=ckpt.path, weights_only=True)
+
+
 def run_one(
     spec: SuiteSpec,
     track: TrackSpec,
@@ -304,17 +396,25 @@ def run_one(
     seed: int,
     evaluator: Evaluator,
     opts: RunOptions,
-) -> list[dict[str, Any]]:
-    """Trains and scores one (model, datamodule, seed); returns its result rows (never raises for model errors)."""
+    unit: Unit | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Trains and scores one unit (model, datamodule, seed), resuming from its checkpoint when there is one.
+
+    Returns:
+        Its result rows (one broken run is recorded as ``failed``, never raised) and the files it wrote
+        (``weights``, ``samples``: paths relative to ``opts.out_dir``).
+
+    Raises:
+        KeyboardInterrupt, SystemExit: An interrupt (see :mod:`bench.interrupts`): nothing of the unit is kept
+            but its last checkpoint.
+    """
     dm_name = dm.registry_name
+    config = unit_config(track, dm, model_name, model_args)
+    if unit is None:
+        unit = Unit(track.name, model_name, dm_name, seed, config_hash(config))
     base = {
         "suite": spec.name, "track": track.name, "model": model_name, "datamodule": dm_name, "seed": seed,
-        "config_hash": config_hash({
-            "track": track.name, "model": model_name, "model_args": model_args, "datamodule": dm_name,
-            "datamodule_args": dict(dm.hparams), "trainer": dataclasses.asdict(track.trainer),
-            "eval": dataclasses.asdict(track.eval), "metrics": track.metrics,
-        }),
-        "git_commit": git_commit(), "torch_version": torch.__version__,
+        "config_hash": unit.config_hash, "git_commit": git_commit(), "torch_version": torch.__version__,
         "lightning_version": package_version("lightning"),
     }
     empty = {"value": math.nan, "backbone": "", "backbone_sha256": "", "n_real": None, "n_fake": None,
@@ -322,12 +422,14 @@ def run_one(
     start = time.perf_counter()
     pl.seed_everything(seed, workers=True, verbose=False)
     model: BenchModule | None = None
-    memory = PeakMemory("cuda" if opts.accelerator == "gpu" else "cpu")
+    files: dict[str, str] = {}
+    memory = PeakMemory("cuda" if opts.accelerator in ("gpu", "cuda") else "cpu")
+    ckpt = UnitCheckpoint(unit.checkpoint_dir(opts.out_dir), track.trainer.checkpoint_every_n_batches)
     try:
         with memory:
             model = _build_model(model_name, model_args, dm, spec.source)
-            trainer = _trainer(track, model, opts, f"{track.name}/{model_name}-{dm_name}", seed)
-            trainer.fit(model, datamodule=dm)
+            trainer = _trainer(track, model, opts, f"{track.name}/{model_name}-{dm_name}", seed, ckpt)
+            _fit(trainer, model, dm, ckpt, opts.console)
             if model.diverged:
                 status, message, scores = "diverged", model.divergence_message, []
             else:
@@ -335,14 +437,15 @@ def run_one(
                 bad = [s.metric for s in scores if not math.isfinite(s.value)]
                 status, message = ("diverged", f"non-finite {', '.join(bad)}") if bad else ("ok", "")
         if status == "ok":
-            stem = f"{track.name}/{model_name}-{dm_name}-seed{seed}"
-            weights = opts.out_dir / "weights" / f"{stem}.pt"
+            files["weights"] = f"weights/{unit.name}.pt"
+            weights = inside(opts.out_dir, files["weights"])
             weights.parent.mkdir(parents=True, exist_ok=True)
             model.save_weights(weights)
             if isinstance(model, ImageGenerator):
-                save_sample_grid(model, opts.out_dir / "samples" / f"{stem}.png", seed, dm, track.eval.real_split)
+                files["samples"] = f"samples/{unit.name}.png"
+                save_sample_grid(model, inside(opts.out_dir, files["samples"]), seed, dm, track.eval.real_split)
     except Exception as err:  # one broken run must not stop the suite; it is recorded with its reason
-        status, message, scores = "failed", f"{type(err).__name__}: {err}".replace("\n", " ")[:500], []
+        status, message, scores, files = "failed", f"{type(err).__name__}: {err}".replace("\n", " ")[:500], [], {}
     wall = time.perf_counter() - start
     family = model.family if model is not None else MODELS.get(model_entry(model_name, model_args)[0]).family
     params = model.num_parameters() if model is not None else None
@@ -350,9 +453,10 @@ def run_one(
     common = {**base, "family": family, "fusion_stage": stage, "fusion_operator": operator, "params": params, "timestamp": utc_now(), "wall_s": round(wall, 3),
               "peak_mem_mb": round(memory.peak_mb, 1), "status": status, "message": message}
     if scores:
-        return [{**common, **empty, **dataclasses.asdict(s)} for s in scores]
+        return [{**common, **empty, **dataclasses.asdict(s)} for s in scores], files
     names = applicable_metrics(model, track.metrics) if model is not None else list(track.metrics)
-    return [{**common, **empty, "metric": m, "higher_is_better": METRICS.get(m).higher_is_better} for m in names]
+    rows = [{**common, **empty, "metric": m, "higher_is_better": METRICS.get(m).higher_is_better} for m in names]
+    return rows, files
 
 
 def sample_grids(out: Path, spec: SuiteSpec) -> dict[tuple[str, str, str], str]:
@@ -377,49 +481,133 @@ def noise_figure(results: pd.DataFrame, out: Path) -> dict[str, str] | None:
     return {f"{results['suite'].iloc[0]}: accuracy against noise level": ACCURACY_VS_NOISE_PNG}
 
 
-def run_suite(spec: SuiteSpec, opts: RunOptions) -> SuiteOutcome:
-    """Runs every (track, datamodule, model, seed) of ``spec`` and writes into ``opts.out_dir``:
+def suite_units(spec: SuiteSpec, dms: dict[str, BenchDataModule]) -> list[tuple[Unit, TrackSpec, BenchDataModule, dict[str, Any]]]:
+    """Every unit of ``spec`` in run order (track, datamodule, model, seed), with what running it needs."""
+    units = []
+    for track in spec.tracks:
+        for dm_name, dm_args in track.datamodules.items():
+            dm = dms[_dm_key(dm_name, dm_args)]
+            for label, model_args in track.models.items():
+                chash = config_hash(unit_config(track, dm, label, model_args))
+                for seed in spec.seeds:
+                    units.append((Unit(track.name, label, dm.registry_name, seed, chash), track, dm, model_args))
+    return units
 
-    results.csv (long), leaderboard.csv / leaderboard.md (mean ± std over seeds), suite.yaml (the resolved spec),
-    environment.json, logs/ (Lightning CSV logs), weights/ (final weights of every ok run), samples/ (sample grids)
-    and accuracy_vs_noise.png when a track scores robustness.
+
+def _forced(unit: Unit, rerun: bool | frozenset[str]) -> bool:
+    return rerun is True or (isinstance(rerun, frozenset) and unit.label in rerun)
+
+
+def run_suite(spec: SuiteSpec, opts: RunOptions) -> SuiteOutcome:
+    """Runs every unit (track, datamodule, model, seed) of ``spec`` not yet complete in ``opts.out_dir`` and
+    writes there: units/ (one completion record per unit), results.csv (rebuilt from the records after every
+    unit), leaderboard.csv / leaderboard.md (mean ± std over seeds), suite.yaml (the resolved spec),
+    environment.json, logs/ (Lightning CSV logs), weights/ (final weights of every ok run), samples/ (sample
+    grids), checkpoints/ (while a unit trains) and accuracy_vs_noise.png when a track scores robustness.
+
+    Raises:
+        SuiteInterrupted: SIGINT / SIGTERM; the units complete before it are kept and the leaderboard of them
+            is written first.
     """
     _quiet_lightning()
     torch.use_deterministic_algorithms(True, warn_only=True)
-    dms, backbones = prepare(spec, opts.backbone_weights)
+    models: dict[tuple[str, str], BenchModule] = {}
+    dms, backbones = prepare(spec, opts.backbone_weights, models)
+    check_trainer_settings(spec, opts, models)
+    del models
+    units = suite_units(spec, dms)
     out = opts.out_dir
+    for unit, *_ in units:
+        try:
+            for part in ("units", "checkpoints", "weights", "samples", "logs"):
+                inside(out, part, unit.track, unit.stem)
+        except PathOutsideOutError as err:
+            raise SpecError(f"{spec.source}: track {unit.track!r}, model {unit.label!r}: {err}") from err
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
     env = environment_info(opts.accelerator, opts.devices)
     atomic_write_text(out / "suite.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
     atomic_write_text(out / "environment.json", json.dumps(env, indent=2) + "\n")
 
-    rows: list[dict[str, Any]] = []
-    results_csv = out / "results.csv"
-    total = sum(len(t.datamodules) * len(t.models) for t in spec.tracks) * len(spec.seeds)
-    done = 0
+    evaluators: dict[str, Evaluator] = {}
     for track in spec.tracks:
         backbone = backbones.get(backbone_key(track.eval))
         clip, classifier = (backbones.get(extra_backbone_key(name)) if name else None
                             for name in (track.eval.clip_backbone, track.eval.classifier_backbone))
-        evaluator = Evaluator(track.eval, track.metrics, backbone, opts.cache_dir, opts.console,
-                              clip_backbone=clip, classifier_backbone=classifier)
-        for dm_name, dm_args in track.datamodules.items():
-            dm = dms[_dm_key(dm_name, dm_args)]
-            for model_name, model_args in track.models.items():
-                for seed in spec.seeds:
-                    done += 1
-                    if opts.console is not None:
-                        opts.console.print(f"[{done}/{total}] {track.name}: {model_name} on {dm_name}, seed {seed}")
-                    run_rows = run_one(spec, track, dm, model_name, model_args, seed, evaluator, opts)
-                    rows += run_rows
-                    write_results(rows, results_csv)
-                    if opts.console is not None and run_rows[0]["status"] != "ok":
-                        opts.console.print(f"  {run_rows[0]['status']}: {run_rows[0]['message']}")
+        evaluators[track.name] = Evaluator(track.eval, track.metrics, backbone, opts.cache_dir, opts.console,
+                                           clip_backbone=clip, classifier_backbone=classifier)
+    all_units = [u for u, *_ in units]
+    say = opts.console.print if opts.console is not None else (lambda *a, **k: None)
+    current: Unit | None = None
+    with interruptible() as flag:
+        try:
+            for i, (unit, track, dm, model_args) in enumerate(units, 1):
+                current = unit
+                where = f"[{i}/{len(units)}] {track.name}: {unit.label} on {unit.datamodule}, seed {unit.seed}"
+                forced = _forced(unit, opts.rerun)
+                if not forced and is_complete(unit, out):
+                    say(f"{where}: complete, skipped")
+                    continue
+                lock = UnitLock(unit, out)
+                if not lock.acquire():
+                    say(f"{where}: running in another process, left to it")
+                    continue
+                try:
+                    if not forced and is_complete(unit, out):  # finished by another process meanwhile
+                        say(f"{where}: complete, skipped")
+                        continue
+                    if forced:
+                        shutil.rmtree(unit.checkpoint_dir(out), ignore_errors=True)
+                    say(where)
+                    rows, files = run_one(spec, track, dm, unit.label, model_args, unit.seed, evaluators[track.name],
+                                          opts, unit)
+                    write_record(unit, out, rows, files)
+                    shutil.rmtree(unit.checkpoint_dir(out), ignore_errors=True)
+                finally:
+                    lock.release()
+                first = rows[0]
+                if first["status"] != "ok":
+                    say(f"  {first['status']}: {first['message']}")
+                _rebuild_results(out, all_units)
+            current = None
+        except (KeyboardInterrupt, SystemExit) as err:
+            if flag.signum is None:
+                raise
+            interrupted = err
+        else:
+            interrupted = None
+    outcome = _write_outputs(spec, opts, env, all_units)
+    if interrupted is not None:
+        done = sum(is_complete(u, out) for u in all_units)
+        raise SuiteInterrupted(
+            flag.signum,
+            f"interrupted by {flag.name} during {current.name if current else 'the suite'}; {done} of "
+            f"{len(all_units)} units complete and kept (rerun the same command to finish), leaderboard of them in "
+            f"{outcome.leaderboard_md}",
+        ) from None
+    return outcome
 
-    results = results_frame(rows)
-    table = aggregate(results, spec)
-    markdown = to_markdown(table, results, spec, opts.command, env, sample_grids(out, spec), noise_figure(results, out))
-    lb_csv, lb_md = write_leaderboard(table, markdown, out)
+
+def _rebuild_results(out: Path, units: list[Unit]) -> list[dict[str, Any]]:
+    """results.csv rebuilt from the unit records, under the folder's results lock."""
+    with results_lock(out):
+        rows = collect_rows(out, units)
+        write_results(rows, out / "results.csv")
+    return rows
+
+
+def _write_outputs(spec: SuiteSpec, opts: RunOptions, env: dict[str, Any], units: list[Unit]) -> SuiteOutcome:
+    """results.csv, leaderboard.csv / .md (and the noise figure) from the complete units."""
+    out = opts.out_dir
+    with results_lock(out):
+        rows = collect_rows(out, units)
+        results_csv = out / "results.csv"
+        write_results(rows, results_csv)
+        results = results_frame(rows)
+        table = aggregate(results, spec)
+        figure = noise_figure(results, out) if len(results) else None
+        markdown = to_markdown(table, results, spec, opts.command, env, sample_grids(out, spec), figure)
+        lb_csv, lb_md = write_leaderboard(table, markdown, out)
     runs = results.drop_duplicates(["track", "model", "datamodule", "seed"])
     return SuiteOutcome(
         out_dir=out, results_csv=results_csv, leaderboard_csv=lb_csv, leaderboard_md=lb_md,

@@ -53,12 +53,75 @@ class TrainerSpec:
         limit_train_batches: Fraction (float) or number (int) of training batches per epoch.
         limit_val_batches: Fraction or number of validation batches per epoch.
         gradient_clip_val: Gradient-norm clipping (automatic optimization only), or None.
+        precision: Lightning precision: ``32-true`` (``32``), ``16-mixed``, ``bf16-mixed`` or ``64-true``.
+        deterministic: ``Trainer(deterministic=...)``; True (default) makes reruns bit-identical, False lets GPU
+            users trade that for speed. Recorded in every row's config hash when False.
+        accumulate_grad_batches: Gradient accumulation (automatic optimization only).
+        strategy: Lightning strategy for several devices or nodes (``auto``, ``ddp``, ...).
+        num_nodes: Nodes of one unit's training (multi-node DDP under torchrun / SLURM).
+        checkpoint_every_n_batches: Training batches between resumable checkpoints (0: at epoch ends only);
+            does not change any number, so it is not part of the config hash.
     """
 
     max_epochs: int = 1
     limit_train_batches: float = 1.0
     limit_val_batches: float = 1.0
     gradient_clip_val: float | None = None
+    precision: str = "32-true"
+    deterministic: bool = True
+    accumulate_grad_batches: int = 1
+    strategy: str = "auto"
+    num_nodes: int = 1
+    checkpoint_every_n_batches: int = 100
+
+    def __post_init__(self) -> None:
+        if self.precision in PRECISION_ALIASES:
+            object.__setattr__(self, "precision", PRECISION_ALIASES[self.precision])
+
+    def check(self, where: str, source: str) -> None:
+        """Value checks beyond the types (the type checks are :func:`_build`'s).
+
+        Raises:
+            SpecError: naming ``source`` and the key, listing what is accepted.
+        """
+        if self.precision not in PRECISIONS:
+            raise SpecError(f"{source}: key '{where}.precision': {self.precision!r} is not accepted; valid: "
+                            f"{', '.join(PRECISIONS)}")
+        for name in ("accumulate_grad_batches", "num_nodes"):
+            if getattr(self, name) < 1:
+                raise SpecError(f"{source}: key '{where}.{name}' must be >= 1, got {getattr(self, name)!r}")
+        if self.checkpoint_every_n_batches < 0:
+            raise SpecError(f"{source}: key '{where}.checkpoint_every_n_batches' must be >= 0 (0: only at epoch "
+                            f"ends), got {self.checkpoint_every_n_batches!r}")
+        strategies = available_strategies()
+        if self.strategy not in strategies:
+            raise SpecError(f"{source}: key '{where}.strategy': {self.strategy!r} is not accepted; valid: "
+                            f"{', '.join(strategies)}")
+
+    def hashed(self) -> dict[str, Any]:
+        """The settings that change a run's numbers, for its config hash: every field except the checkpoint
+        interval (resuming gives the same numbers, tested), and the keys added after the first published runs
+        only where they differ from their defaults, so that the hashes of those runs stay valid."""
+        data = dataclasses.asdict(self)
+        data.pop("checkpoint_every_n_batches")
+        for name in _LATER_KEYS:
+            if data[name] == _TRAINER_DEFAULTS[name]:
+                data.pop(name)
+        return data
+
+
+#: Precisions a suite may ask for (Lightning's names).
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "64-true")
+PRECISION_ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed", "64": "64-true"}
+_LATER_KEYS = ("precision", "deterministic", "accumulate_grad_batches", "strategy", "num_nodes")
+_TRAINER_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainerSpec)}
+
+
+def available_strategies() -> list[str]:
+    """``auto`` and the strategy names Lightning registers (``ddp``, ``ddp_spawn``, ``fsdp``, ...)."""
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    return ["auto", *sorted(StrategyRegistry.available_strategies())]
 
 
 @dataclass(frozen=True)
@@ -141,6 +204,7 @@ class SuiteSpec:
         seeds: list[int] | None = None,
         max_epochs: int | None = None,
         limit_batches: float | None = None,
+        trainer: dict[str, Any] | None = None,
     ) -> SuiteSpec:
         """The suite restricted/modified by command-line options.
 
@@ -150,14 +214,17 @@ class SuiteSpec:
             seeds: Replace the seeds.
             max_epochs: Replace every track's ``max_epochs``.
             limit_batches: Replace every track's ``limit_train_batches`` and ``limit_val_batches``.
+            trainer: Replace these :class:`TrainerSpec` fields of every track (``--precision``, ``--strategy``,
+                ``--num-nodes``, ``--accumulate-grad-batches``, ``--no-deterministic``, ``--checkpoint-every``).
 
         Raises:
             UnknownNameError: If a model is not in this suite.
-            SpecError: If ``seeds`` repeats a seed.
+            SpecError: If ``seeds`` repeats a seed, or a ``trainer`` value is not accepted.
         """
         if seeds is not None and len(set(seeds)) != len(seeds):
             raise SpecError(f"--seeds repeats a seed: {seeds!r}")
         tracks = []
+        trainer_overrides = {k: v for k, v in (trainer or {}).items() if v is not None}
         if models is not None:
             in_suite = sorted({m for t in self.tracks for m in t.models})
             for m in models:
@@ -173,6 +240,9 @@ class SuiteSpec:
                 trainer = dataclasses.replace(trainer, max_epochs=max_epochs)
             if limit_batches is not None:
                 trainer = dataclasses.replace(trainer, limit_train_batches=limit_batches, limit_val_batches=limit_batches)
+            if trainer_overrides:
+                trainer = dataclasses.replace(trainer, **trainer_overrides)
+                trainer.check("trainer", "command line")
             tracks.append(dataclasses.replace(track, models=kept, datamodules=dms, trainer=trainer))
         return dataclasses.replace(self, tracks=tuple(tracks), seeds=tuple(seeds) if seeds else self.seeds)
 
@@ -206,6 +276,12 @@ def _build(cls: type, data: Any, where: str, source: str) -> Any:
     if unknown:
         raise SpecError(f"{source}: unknown key '{where}.{unknown[0]}'; valid keys: {', '.join(names)}")
     return cls(**{k: _check_type(v, hints[k], f"{where}.{k}", source) for k, v in data.items()})
+
+
+def _trainer_spec(data: Any, where: str, source: str) -> TrainerSpec:
+    trainer = _build(TrainerSpec, data, where, source)
+    trainer.check(where, source)
+    return trainer
 
 
 #: The key of a model entry that names the registered model when the entry's own name is a label.
@@ -342,7 +418,7 @@ def parse_suite(data: Any, source: str) -> SuiteSpec:
                 metrics=tuple(metrics),
                 datamodules=_named_args(raw["datamodules"], f"{where}.datamodules", source, DATAMODULES),
                 models=_named_args(raw["models"], f"{where}.models", source, MODELS, allow_label=True),
-                trainer=_build(TrainerSpec, {**base_trainer, **(raw.get("trainer") or {})}, f"{where}.trainer", source),
+                trainer=_trainer_spec({**base_trainer, **(raw.get("trainer") or {})}, f"{where}.trainer", source),
                 eval=evals,
             )
         )

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules.resumable import ResumableDataLoader, ResumableRandomSampler
+
 SPLITS = ("train", "val", "test")
 
 
@@ -134,12 +136,13 @@ class BenchDataModule(pl.LightningDataModule):
         return self._splits[split]
 
     def dataloader(self, split: str, shuffle: bool = False, batch_size: int | None = None) -> DataLoader:
-        """A DataLoader over one split; shuffling uses torch's global RNG (seeded by the runner)."""
+        """A DataLoader over one split; shuffling uses torch's global RNG (seeded by the runner), in the order
+        ``shuffle=True`` gives, through a sampler whose epoch order a checkpoint can resume part-way."""
         dataset = TensorDictDataset(**self.split_tensors(split))
-        return DataLoader(
+        return ResumableDataLoader(
             dataset,
             batch_size=batch_size or self.batch_size,
-            shuffle=shuffle,
+            sampler=ResumableRandomSampler(dataset) if shuffle else None,
             num_workers=self.num_workers,
             drop_last=False,
         )
