@@ -142,6 +142,8 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # a resumed unit's CSV log starts again (its old rows are replaced); a fresh one's folder was removed
+    warnings.filterwarnings("ignore", message=".*Experiment logs directory .* exists and is not empty.*")
 
 
 def _build_model(label: str, args: dict[str, Any], dm: BenchDataModule, where: str) -> BenchModule:
@@ -292,13 +294,20 @@ def check_trainer_settings(spec: SuiteSpec, opts: RunOptions, models: dict[tuple
         first = next((m for (name, _), m in models.items() if name == track.name), None)
         if first is None:
             continue
+        settings = (f"accelerator={opts.accelerator}, devices={opts.devices}, precision={t.precision}, "
+                    f"strategy={t.strategy}, num_nodes={t.num_nodes}")
         try:
-            _trainer(track, first, dataclasses.replace(opts, console=None, out_dir=Path(tempfile.gettempdir())),
-                     "preflight", 0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                built = _trainer(track, first, dataclasses.replace(opts, console=None,
+                                                                  out_dir=Path(tempfile.gettempdir())), "preflight", 0)
         except Exception as err:  # Lightning's MisconfigurationException / ValueError on a bad combination
-            raise SpecError(f"{spec.source}: track '{track.name}': trainer settings (accelerator={opts.accelerator}, "
-                            f"devices={opts.devices}, precision={t.precision}, strategy={t.strategy}, "
-                            f"num_nodes={t.num_nodes}) cannot run here: {str(err).splitlines()[0]}") from err
+            raise SpecError(f"{spec.source}: track '{track.name}': trainer settings ({settings}) cannot run here: "
+                            f"{str(err).splitlines()[0]}") from err
+        if built.precision != t.precision:  # Lightning swaps e.g. 16-mixed for bf16-mixed on CPU with a warning
+            raise SpecError(f"{spec.source}: track '{track.name}': precision {t.precision} is not available with "
+                            f"{settings} (Lightning would run {built.precision} instead); ask for {built.precision} "
+                            f"or run on a device that has {t.precision}")
 
 
 SAMPLE_GRID_SIZE = 64
@@ -425,6 +434,9 @@ def run_one(
     files: dict[str, str] = {}
     memory = PeakMemory("cuda" if opts.accelerator in ("gpu", "cuda") else "cpu")
     ckpt = UnitCheckpoint(unit.checkpoint_dir(opts.out_dir), track.trainer.checkpoint_every_n_batches)
+    if not ckpt.path.is_file():  # a fresh start: no log rows of an earlier attempt
+        shutil.rmtree(inside(opts.out_dir, "logs", track.name, f"{model_name}-{dm_name}", f"seed{seed}"),
+                      ignore_errors=True)
     try:
         with memory:
             model = _build_model(model_name, model_args, dm, spec.source)
