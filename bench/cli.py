@@ -5,7 +5,8 @@
               [--limit-batches F] [--fast] [--accelerator auto|cpu|gpu|cuda|mps] [--devices N] [--out DIR] [--json]
               [--publish DIR] [--cache-dir DIR] [--backbone-weights FILE] [--rerun [MODELS]]
               [--checkpoint-every N] [--precision P] [--strategy S] [--num-nodes N]
-              [--accumulate-grad-batches N] [--no-deterministic]
+              [--accumulate-grad-batches N] [--no-deterministic] [--launcher local|ray] [--ray-address HOST:PORT]
+              [--threads-per-unit N] [--max-retries N]
     bench eval --real PATH --fake PATH [--metrics fid,kid,is,prc] [--backbone NAME] [--backbone-weights FILE]
                [--resize MODE] [--n N] [--seed S] [--batch-size B] [--json]
                (PATH: folder of PNG/JPEG, .npz, datamodule:split)
@@ -181,6 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
                             "suite's, else 100)")
     p_run.add_argument("--rerun", nargs="?", const="all", metavar="MODELS",
                        help="run complete units again: all of them, or those of these comma-separated models")
+    p_run.add_argument("--launcher", choices=("local", "ray"), default="local",
+                       help="local: units one after another in this process; ray: units as Ray tasks")
+    p_run.add_argument("--ray-address", metavar="HOST:PORT",
+                       help="Ray cluster for --launcher ray (default $RAY_ADDRESS, else a local Ray instance)")
+    p_run.add_argument("--threads-per-unit", type=_positive_int, metavar="N",
+                       help="torch threads of each unit, and the CPUs each Ray task asks for (default: torch's "
+                            "own for local, 1 for ray); values are identical across launchers at equal N")
+    p_run.add_argument("--max-retries", type=_non_negative_int, default=2, metavar="N",
+                       help="Ray retries of a unit whose worker or node died, before it is recorded as failed")
     p_run.add_argument("--out", type=Path, help="output folder (default runs/<suite>)")
     p_run.add_argument("--cache-dir", type=Path, help="real-feature cache (default $BENCH_CACHE_DIR or ~/.cache/genfusion-bench)")
     p_run.add_argument("--backbone-weights", type=Path, metavar="FILE",
@@ -335,12 +345,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                      "checkpoint_every_n_batches": args.checkpoint_every},
         )
         rerun = _rerun(args.rerun, spec)
+        if args.ray_address is not None and args.launcher != "ray":
+            raise UsageError("--ray-address is for --launcher ray")
         if args.fast:
             spec = fast_spec(spec, args.max_epochs is not None, args.limit_batches is not None)
         out_dir = args.out or Path("runs") / spec.name
         opts = RunOptions(
             out_dir=out_dir, accelerator=args.accelerator, devices=args.devices, cache_dir=args.cache_dir,
-            backbone_weights=args.backbone_weights, rerun=rerun,
+            backbone_weights=args.backbone_weights, rerun=rerun, launcher=args.launcher,
+            ray_address=args.ray_address, threads_per_unit=args.threads_per_unit, max_retries=args.max_retries,
             console=Console(stderr=True), command=" ".join(["bench"] + [shlex.quote(a) for a in args.argv]),
         )
         outcome = run_suite(spec, opts)

@@ -69,6 +69,11 @@ class RunOptions:
         console: Where progress is drawn (None: no progress bars).
         command: The command line, recorded in the Markdown.
         rerun: Run complete units again: True for all, or the model labels to rerun (``--rerun``).
+        launcher: ``local`` (units one after another in this process) or ``ray`` (units as Ray tasks).
+        ray_address: The Ray cluster to use (None: ``$RAY_ADDRESS``, else a local Ray instance).
+        threads_per_unit: torch intra-op threads of each unit (None: torch's default); also the CPUs a Ray task
+            asks for. Values are bit-identical between launchers at equal threads per unit.
+        max_retries: Ray retries of a unit whose worker or node died, before it is recorded as failed.
     """
 
     out_dir: Path
@@ -79,6 +84,10 @@ class RunOptions:
     console: Console | None = None
     command: str = ""
     rerun: bool | frozenset[str] = False
+    launcher: str = "local"
+    ray_address: str | None = None
+    threads_per_unit: int | None = None
+    max_retries: int = 2
 
 
 @dataclass
@@ -429,6 +438,8 @@ def run_one(
     empty = {"value": math.nan, "backbone": "", "backbone_sha256": "", "n_real": None, "n_fake": None,
              "resize": "", "split": track.eval.real_split, "protocol": ""}
     start = time.perf_counter()
+    if opts.threads_per_unit:
+        torch.set_num_threads(opts.threads_per_unit)
     pl.seed_everything(seed, workers=True, verbose=False)
     model: BenchModule | None = None
     files: dict[str, str] = {}
@@ -541,47 +552,22 @@ def run_suite(spec: SuiteSpec, opts: RunOptions) -> SuiteOutcome:
     atomic_write_text(out / "suite.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
     atomic_write_text(out / "environment.json", json.dumps(env, indent=2) + "\n")
 
-    evaluators: dict[str, Evaluator] = {}
-    for track in spec.tracks:
-        backbone = backbones.get(backbone_key(track.eval))
-        clip, classifier = (backbones.get(extra_backbone_key(name)) if name else None
-                            for name in (track.eval.clip_backbone, track.eval.classifier_backbone))
-        evaluators[track.name] = Evaluator(track.eval, track.metrics, backbone, opts.cache_dir, opts.console,
-                                           clip_backbone=clip, classifier_backbone=classifier)
+    evaluators = build_evaluators(spec, backbones, opts)
     all_units = [u for u, *_ in units]
     say = opts.console.print if opts.console is not None else (lambda *a, **k: None)
-    current: Unit | None = None
+    pending = [(i, *entry) for i, entry in enumerate(units, 1) if _needs_run(entry[0], out, opts.rerun, i,
+                                                                            len(units), say)]
     with interruptible() as flag:
         try:
-            for i, (unit, track, dm, model_args) in enumerate(units, 1):
-                current = unit
-                where = f"[{i}/{len(units)}] {track.name}: {unit.label} on {unit.datamodule}, seed {unit.seed}"
-                forced = _forced(unit, opts.rerun)
-                if not forced and is_complete(unit, out):
-                    say(f"{where}: complete, skipped")
-                    continue
-                lock = UnitLock(unit, out)
-                if not lock.acquire():
-                    say(f"{where}: running in another process, left to it")
-                    continue
-                try:
-                    if not forced and is_complete(unit, out):  # finished by another process meanwhile
-                        say(f"{where}: complete, skipped")
-                        continue
-                    if forced:
-                        shutil.rmtree(unit.checkpoint_dir(out), ignore_errors=True)
-                    say(where)
-                    rows, files = run_one(spec, track, dm, unit.label, model_args, unit.seed, evaluators[track.name],
-                                          opts, unit)
-                    write_record(unit, out, rows, files)
-                    shutil.rmtree(unit.checkpoint_dir(out), ignore_errors=True)
-                finally:
-                    lock.release()
-                first = rows[0]
-                if first["status"] != "ok":
-                    say(f"  {first['status']}: {first['message']}")
-                _rebuild_results(out, all_units)
-            current = None
+            if opts.launcher == "ray":
+                from bench.ray_launcher import run_units_on_ray
+
+                run_units_on_ray(spec, pending, opts, all_units, say)
+            else:
+                for i, unit, track, dm, model_args in pending:
+                    _run_local(spec, unit, track, dm, model_args, evaluators[track.name], opts, all_units,
+                               f"[{i}/{len(units)}] {unit.track}: {unit.label} on {unit.datamodule}, seed {unit.seed}",
+                               say)
         except (KeyboardInterrupt, SystemExit) as err:
             if flag.signum is None:
                 raise
@@ -593,11 +579,80 @@ def run_suite(spec: SuiteSpec, opts: RunOptions) -> SuiteOutcome:
         done = sum(is_complete(u, out) for u in all_units)
         raise SuiteInterrupted(
             flag.signum,
-            f"interrupted by {flag.name} during {current.name if current else 'the suite'}; {done} of "
-            f"{len(all_units)} units complete and kept (rerun the same command to finish), leaderboard of them in "
-            f"{outcome.leaderboard_md}",
+            f"interrupted by {flag.name}; {done} of {len(all_units)} units complete and kept (rerun the same "
+            f"command to finish), leaderboard of them in {outcome.leaderboard_md}",
         ) from None
     return outcome
+
+
+def build_evaluators(spec: SuiteSpec, backbones: dict, opts: RunOptions) -> dict[str, Evaluator]:
+    """One evaluator per track, on the backbones :func:`prepare` built."""
+    evaluators: dict[str, Evaluator] = {}
+    for track in spec.tracks:
+        backbone = backbones.get(backbone_key(track.eval))
+        clip, classifier = (backbones.get(extra_backbone_key(name)) if name else None
+                            for name in (track.eval.clip_backbone, track.eval.classifier_backbone))
+        evaluators[track.name] = Evaluator(track.eval, track.metrics, backbone, opts.cache_dir, opts.console,
+                                           clip_backbone=clip, classifier_backbone=classifier)
+    return evaluators
+
+
+def _needs_run(unit: Unit, out: Path, rerun: bool | frozenset[str], i: int, total: int, say: Any) -> bool:
+    if not _forced(unit, rerun) and is_complete(unit, out):
+        say(f"[{i}/{total}] {unit.track}: {unit.label} on {unit.datamodule}, seed {unit.seed}: complete, skipped")
+        return False
+    return True
+
+
+def _run_local(spec: SuiteSpec, unit: Unit, track: TrackSpec, dm: BenchDataModule, model_args: dict[str, Any],
+               evaluator: Evaluator, opts: RunOptions, all_units: list[Unit], where: str, say: Any) -> None:
+    """Runs one unit in this process under its lock and records it (see :mod:`bench.units`)."""
+    out = opts.out_dir
+    lock = UnitLock(unit, out)
+    if not lock.acquire():
+        say(f"{where}: running in another process, left to it")
+        return
+    try:
+        forced = _forced(unit, opts.rerun)
+        if not forced and is_complete(unit, out):  # finished by another process meanwhile
+            say(f"{where}: complete, skipped")
+            return
+        if forced:
+            shutil.rmtree(unit.checkpoint_dir(out), ignore_errors=True)
+        say(where)
+        rows, files = run_one(spec, track, dm, unit.label, model_args, unit.seed, evaluator, opts, unit)
+        record_unit(unit, out, rows, files)
+    finally:
+        lock.release()
+    if rows[0]["status"] != "ok":
+        say(f"  {rows[0]['status']}: {rows[0]['message']}")
+    _rebuild_results(out, all_units)
+
+
+def record_unit(unit: Unit, out: Path, rows: list[dict[str, Any]], files: dict[str, str]) -> None:
+    """Writes the unit's completion record, then drops its training checkpoints (its final weights are kept)."""
+    write_record(unit, out, rows, files)
+    shutil.rmtree(unit.checkpoint_dir(out), ignore_errors=True)
+
+
+_PROCESS_CACHE: dict[str, Any] = {}
+
+
+def execute_unit(spec: SuiteSpec, unit: Unit, opts: RunOptions) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Runs one unit of ``spec`` in this (worker) process: builds its datamodule, backbones and evaluator (kept
+    for later units of the same track in this process) and calls :func:`run_one`. Used by the Ray launcher."""
+    _quiet_lightning()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    track = next(t for t in spec.tracks if t.name == unit.track)
+    dm_args = next(a for name, a in track.datamodules.items() if name == unit.datamodule)
+    key = f"{spec.source}:{track.name}:{_dm_key(unit.datamodule, dm_args)}"
+    if key not in _PROCESS_CACHE:
+        one = dataclasses.replace(spec, tracks=(dataclasses.replace(
+            track, datamodules={unit.datamodule: dm_args}, models={unit.label: track.models[unit.label]}),))
+        dms, backbones = prepare(one, opts.backbone_weights)
+        _PROCESS_CACHE[key] = (dms[_dm_key(unit.datamodule, dm_args)], build_evaluators(one, backbones, opts)[track.name])
+    dm, evaluator = _PROCESS_CACHE[key]
+    return run_one(spec, track, dm, unit.label, track.models[unit.label], unit.seed, evaluator, opts, unit)
 
 
 def _rebuild_results(out: Path, units: list[Unit]) -> list[dict[str, Any]]:
