@@ -2,9 +2,9 @@
 target, readable as the umask allows (not ``mkstemp``'s 0600).
 
 A reader (or an interrupted run) therefore sees either the old complete file or the new complete file, never a
-truncated one. Temporary files are named ``.<name>.<pid>.<random>.tmp``, so :func:`remove_stale_temporaries` can
-delete those whose writing process no longer exists (a ``kill -9`` mid-write) without touching another live
-process's file.
+truncated one. Temporary files are named ``.<name>.<host>.<pid>.<random>.tmp``, so
+:func:`remove_stale_temporaries` can delete those whose writing process on this host no longer exists (a
+``kill -9`` mid-write) without touching another live process's file, here or on another node sharing the folder.
 """
 
 from __future__ import annotations
@@ -12,11 +12,16 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-_TEMP_RE = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")
+_TEMP_RE = re.compile(r"^\..+\.([A-Za-z0-9_-]+)\.(\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:40] or "host"
 
 
 def _umask() -> int:
@@ -28,7 +33,7 @@ def _umask() -> int:
 def temp_path(path: str | Path) -> Path:
     """A fresh temporary path next to ``path`` carrying this process id."""
     path = Path(path)
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    return path.with_name(f".{path.name}.{_host()}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
 def atomic_write(path: str | Path, write: Callable[[IO], None], mode: str = "w") -> None:
@@ -67,11 +72,16 @@ def _alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
-    """Deletes the temporary files under ``folder`` left by writers that no longer run; returns them."""
+    """Deletes the temporary files under ``folder`` left by writers on this host that no longer run; returns
+    them."""
     removed = []
+    host = _host()
     for path in Path(folder).rglob("*.tmp"):
         match = _TEMP_RE.match(path.name)
-        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
+        if not match or match.group(1) != host:
+            continue
+        pid = int(match.group(2))
+        if pid != os.getpid() and not _alive(pid):
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed

@@ -363,6 +363,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except SuiteInterrupted as err:
         sys.stderr.write(f"bench: {err}\n")
         return err.exit_code
+    if outcome is None:  # a non-zero rank of a torchrun / SLURM run: rank 0 reports
+        return EXIT_OK
 
     from bench.plots import ACCURACY_VS_NOISE_PNG
 

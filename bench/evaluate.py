@@ -185,6 +185,10 @@ class Evaluator:
             real_split=self.spec.real_split,
         )
         metrics: dict[str, BenchMetric] = {n: METRICS.get(n).build(ctx) for n in names}
+        for metric in metrics.values():
+            # Scoring runs in one process (rank 0 of a DDP run holds every sample): never all-gather the states
+            # with other ranks, which are already training the next unit.
+            metric.sync_on_compute = metric._to_sync = False
         by_kind: dict[str, list[str]] = {}
         for n in names:
             by_kind.setdefault(METRICS.get(n).input_kind, []).append(n)

@@ -90,10 +90,11 @@ class UnitCheckpoint(pl.Callback):
         tmp = temp_path(self.path)
         self._where = where
         try:
-            trainer.save_checkpoint(tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+            trainer.save_checkpoint(tmp)  # every rank calls it (it synchronizes); only global rank 0 writes
+            if trainer.is_global_zero:
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+                os.replace(tmp, self.path)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

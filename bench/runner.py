@@ -395,13 +395,14 @@ def _fit(trainer: pl.Trainer, model: BenchModule, dm: BenchDataModule, ckpt: Uni
             torch.load(ckpt.path, map_location="cpu", weights_only=True)
         except Exception as err:  # truncated by a full disk, or written by an incompatible version
             if console is not None:
-                console.print(f"  checkpoint {ckpt.path} is unreadable ({type(err).__name__}); training from step 0")
+                console.print(f"  checkpoint {ckpt.path} is unreadable ({type(err).__name__}); training from step 0",
+                              markup=False)
             ckpt.path.unlink(missing_ok=True)
     if not ckpt.path.is_file():
         trainer.fit(model, datamodule=dm)
         return
     if console is not None:
-        console.print(f"  resuming from {ckpt.path}")
+        console.print(f"  resuming from {ckpt.path}", markup=False)
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt.path, weights_only=True)
 
 
@@ -453,6 +454,8 @@ def run_one(
             model = _build_model(model_name, model_args, dm, spec.source)
             trainer = _trainer(track, model, opts, f"{track.name}/{model_name}-{dm_name}", seed, ckpt)
             _fit(trainer, model, dm, ckpt, opts.console)
+            if not trainer.is_global_zero:  # DDP under torchrun / SLURM: rank 0 scores and writes the unit
+                return [], {}
             if model.diverged:
                 status, message, scores = "diverged", model.divergence_message, []
             else:
@@ -462,8 +465,7 @@ def run_one(
         if status == "ok":
             files["weights"] = f"weights/{unit.name}.pt"
             weights = inside(opts.out_dir, files["weights"])
-            weights.parent.mkdir(parents=True, exist_ok=True)
-            model.save_weights(weights)
+            atomic_write(weights, model.save_weights, mode="wb")  # never a truncated .pt, even on a full disk
             if isinstance(model, ImageGenerator):
                 files["samples"] = f"samples/{unit.name}.png"
                 save_sample_grid(model, inside(opts.out_dir, files["samples"]), seed, dm, track.eval.real_split)
@@ -521,12 +523,15 @@ def _forced(unit: Unit, rerun: bool | frozenset[str]) -> bool:
     return rerun is True or (isinstance(rerun, frozenset) and unit.label in rerun)
 
 
-def run_suite(spec: SuiteSpec, opts: RunOptions) -> SuiteOutcome:
+def run_suite(spec: SuiteSpec, opts: RunOptions) -> SuiteOutcome | None:
     """Runs every unit (track, datamodule, model, seed) of ``spec`` not yet complete in ``opts.out_dir`` and
     writes there: units/ (one completion record per unit), results.csv (rebuilt from the records after every
     unit), leaderboard.csv / leaderboard.md (mean ± std over seeds), suite.yaml (the resolved spec),
     environment.json, logs/ (Lightning CSV logs), weights/ (final weights of every ok run), samples/ (sample
     grids), checkpoints/ (while a unit trains) and accuracy_vs_noise.png when a track scores robustness.
+
+    Under torchrun / SLURM with several processes (DDP of each unit), every rank trains each pending unit and
+    rank 0 alone scores it and writes; the other ranks return None.
 
     Raises:
         SuiteInterrupted: SIGINT / SIGTERM; the units complete before it are kept and the leaderboard of them
@@ -546,15 +551,18 @@ def run_suite(spec: SuiteSpec, opts: RunOptions) -> SuiteOutcome:
                 inside(out, part, unit.track, unit.stem)
         except PathOutsideOutError as err:
             raise SpecError(f"{spec.source}: track {unit.track!r}, model {unit.label!r}: {err}") from err
+    evaluators = build_evaluators(spec, backbones, opts)
+    all_units = [u for u, *_ in units]
+    if global_rank() != 0:
+        _follow_rank_zero(spec, units, evaluators, opts)
+        return None
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
     env = environment_info(opts.accelerator, opts.devices)
     atomic_write_text(out / "suite.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
     atomic_write_text(out / "environment.json", json.dumps(env, indent=2) + "\n")
 
-    evaluators = build_evaluators(spec, backbones, opts)
-    all_units = [u for u, *_ in units]
-    say = opts.console.print if opts.console is not None else (lambda *a, **k: None)
+    say = _printer(opts.console)
     pending = [(i, *entry) for i, entry in enumerate(units, 1) if _needs_run(entry[0], out, opts.rerun, i,
                                                                             len(units), say)]
     with interruptible() as flag:
@@ -583,6 +591,33 @@ def run_suite(spec: SuiteSpec, opts: RunOptions) -> SuiteOutcome:
             f"command to finish), leaderboard of them in {outcome.leaderboard_md}",
         ) from None
     return outcome
+
+
+def _printer(console: Console | None) -> Any:
+    """A one-line progress printer on ``console`` (messages are printed as they are: no rich markup)."""
+    if console is None:
+        return lambda *args, **kwargs: None
+    return lambda text: console.print(text, markup=False, highlight=False)
+
+
+def global_rank() -> int:
+    """This process's global rank when torchrun / SLURM launched several (Lightning's own reading of RANK,
+    SLURM_PROCID, ...); 0 otherwise."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
+
+
+def _follow_rank_zero(spec: SuiteSpec, units: list, evaluators: dict[str, Evaluator], opts: RunOptions) -> None:
+    """A non-zero rank of a multi-process (DDP) run: trains every unit rank 0 trains, in the same order, and
+    writes nothing — rank 0 decides which units are pending (the same test, on the same files, at start-up),
+    scores them and writes every record and table."""
+    for unit, track, dm, model_args in units:
+        if _forced(unit, opts.rerun) or not is_complete(unit, opts.out_dir):
+            rows, _ = run_one(spec, track, dm, unit.label, model_args, unit.seed, evaluators[track.name],
+                              dataclasses.replace(opts, console=None), unit)
+            if rows and rows[0]["status"] == "failed":
+                sys.stderr.write(f"bench: rank {global_rank()}: {unit.name} failed: {rows[0]['message']}\n")
 
 
 def build_evaluators(spec: SuiteSpec, backbones: dict, opts: RunOptions) -> dict[str, Evaluator]:

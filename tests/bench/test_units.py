@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from bench.atomic import remove_stale_temporaries
+from bench.atomic import remove_stale_temporaries, temp_path
 from bench.cli import main
 from bench.units import Unit, inside, PathOutsideOutError
 
@@ -112,14 +112,16 @@ def test_inside_refuses_paths_that_leave_out(tmp_path):
 
 def test_stale_temporaries_of_dead_writers_are_removed(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = tmp_path / "a" / f".results.csv.{int(dead.stdout)}.0123abcd.tmp"
-    live = tmp_path / f".results.csv.{os.getpid()}.0123abcd.tmp"
+    host = temp_path(tmp_path / "x").name.split(".")[2]
+    stale = tmp_path / "a" / f".results.csv.{host}.{int(dead.stdout)}.0123abcd.tmp"
+    live = tmp_path / f".results.csv.{host}.{os.getpid()}.0123abcd.tmp"
+    elsewhere = tmp_path / f".results.csv.otherhost.{int(dead.stdout)}.0123abcd.tmp"  # another node's writer
     other = tmp_path / "notes.tmp"
     stale.parent.mkdir()
-    for p in (stale, live, other):
+    for p in (stale, live, elsewhere, other):
         p.write_text("x")
     assert remove_stale_temporaries(tmp_path) == [stale]
-    assert live.exists() and other.exists()
+    assert live.exists() and elsewhere.exists() and other.exists()
 
 
 # ----------------------------------------------------------------------------------- skip, rerun, subsets
