@@ -178,8 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--no-deterministic", dest="deterministic", action="store_false", default=None,
                        help="let Lightning pick non-deterministic (faster GPU) kernels; recorded in the config hash")
     p_run.add_argument("--checkpoint-every", type=_non_negative_int, metavar="N",
-                       help="training batches between resumable checkpoints (0: at epoch ends only; default: the "
-                            "suite's, else 100)")
+                       help="training batches between resumable checkpoints (0: at every epoch end; default: the "
+                            "suite's, else 100); one more when training ends")
     p_run.add_argument("--rerun", nargs="?", const="all", metavar="MODELS",
                        help="run complete units again: all of them, or those of these comma-separated models")
     p_run.add_argument("--launcher", choices=("local", "ray"), default="local",

@@ -66,12 +66,14 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 class UnitCheckpoint(pl.Callback):
-    """Saves ``dirpath/last.ckpt`` atomically every ``every_n_batches`` training batches and at every epoch end,
-    with the RNG states and the training order (see the module docstring); restores them on resume.
+    """Saves ``dirpath/last.ckpt`` atomically once ``every_n_batches`` training batches (counted over all epochs)
+    have passed since the last save — after a batch, or at the epoch's end when the epoch ends first — and always
+    when training ends (so a kill during scoring does not retrain), with the RNG states and the training order
+    (see the module docstring); restores them on resume.
 
     Args:
         dirpath: The unit's checkpoint folder.
-        every_n_batches: Training batches between checkpoints (0: only at epoch ends).
+        every_n_batches: Training batches between checkpoints (0: at every epoch end).
     """
 
     def __init__(self, dirpath: Path, every_n_batches: int) -> None:
@@ -79,6 +81,7 @@ class UnitCheckpoint(pl.Callback):
         self.every_n_batches = int(every_n_batches)
         self._restore_before_batch: dict[str, Any] | None = None
         self._where = "batch"
+        self._last_saved = 0  # global training batch count at the last save
         self.saves = 0
 
     @property
@@ -89,6 +92,7 @@ class UnitCheckpoint(pl.Callback):
         self.dirpath.mkdir(parents=True, exist_ok=True)
         tmp = temp_path(self.path)
         self._where = where
+        self._last_saved = self._batches(trainer)
         try:
             trainer.save_checkpoint(tmp)  # every rank calls it (it synchronizes); only global rank 0 writes
             if trainer.is_global_zero:
@@ -118,17 +122,29 @@ class UnitCheckpoint(pl.Callback):
         if sampler is not None:
             sampler.consumed = (batch_idx + 1) * trainer.train_dataloader.batch_size
         last = batch_idx + 1 >= trainer.num_training_batches or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
-        if self.every_n_batches > 0 and (batch_idx + 1) % self.every_n_batches == 0 and not last:
+        if self.every_n_batches > 0 and self._due(trainer) and not last:  # an epoch's last batch: at its end
             self._save(trainer, "batch")
+
+    def _due(self, trainer: pl.Trainer) -> bool:
+        return self._batches(trainer) - self._last_saved >= self.every_n_batches
+
+    @staticmethod
+    def _batches(trainer: pl.Trainer) -> int:
+        return trainer.fit_loop.epoch_loop.total_batch_idx + 1
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         sampler = self._sampler(trainer)
         if sampler is not None:
             sampler.consumed = len(sampler)
-        self._save(trainer, "epoch")
+        final = trainer.current_epoch + 1 >= (trainer.max_epochs or 0) or trainer.should_stop
+        if final or self.every_n_batches == 0 or self._due(trainer):
+            self._save(trainer, "epoch")
 
     def state_dict(self) -> dict[str, Any]:
-        return {"saves": self.saves}
+        return {"saves": self.saves, "last_saved": self._last_saved}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._last_saved = int(state_dict.get("last_saved", 0))
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:

@@ -59,8 +59,9 @@ class TrainerSpec:
         accumulate_grad_batches: Gradient accumulation (automatic optimization only).
         strategy: Lightning strategy for several devices or nodes (``auto``, ``ddp``, ...).
         num_nodes: Nodes of one unit's training (multi-node DDP under torchrun / SLURM).
-        checkpoint_every_n_batches: Training batches between resumable checkpoints (0: at epoch ends only);
-            does not change any number, so it is not part of the config hash.
+        checkpoint_every_n_batches: Training batches between resumable checkpoints, counted over epochs (0: at
+            every epoch end); one more is always written when training ends. Does not change any number, so it
+            is not part of the config hash.
     """
 
     max_epochs: int = 1

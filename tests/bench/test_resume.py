@@ -32,6 +32,10 @@ class _KillAt(pl.Callback):
             raise _Killed
         self.seen += 1
 
+    def on_train_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+        if self.global_batch >= self.seen:  # past the last batch: killed after training, e.g. while scoring
+            raise _Killed
+
 
 def _trainer(tmp: Path, ckpt: UnitCheckpoint, extra: list[pl.Callback] | None = None) -> pl.Trainer:
     return pl.Trainer(
@@ -75,13 +79,17 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-@pytest.mark.parametrize("kill_at", [5, 8, 11], ids=["mid-epoch-0", "after-epoch-0-checkpoint", "mid-epoch-1"])
-def test_resumed_unit_ends_with_the_uninterrupted_weights(name, kill_at, tmp_path):
-    """Checkpoints every 3 batches (7 batches per epoch, so also one at each epoch end): killed at global batch
-    5 (resumes from batch 3), 8 (from the end of epoch 0) or 11 (from batch 3 of epoch 1) — the final state
-    dict equals the uninterrupted run's bit for bit."""
-    reference = _train(name, CASES[name], tmp_path / "ref", None, every=3)
-    resumed = _train(name, CASES[name], tmp_path / "killed", kill_at, every=3)
+@pytest.mark.parametrize("every, kill_at", [(3, 5), (3, 11), (0, 8), (7, 9), (3, 14)],
+                         ids=["mid-epoch-0", "mid-epoch-1", "epoch-end", "due-at-epoch-end", "after-training"])
+def test_resumed_unit_ends_with_the_uninterrupted_weights(name, every, kill_at, tmp_path):
+    """7 batches per epoch, 2 epochs. Killed at global batch 5 (resumes from the checkpoint after batch 3), 11
+    (from batch 9, in epoch 1), 8 with checkpoints at epoch ends only (from the end of epoch 0), 9 with every 7
+    batches (the 7th is an epoch's last, so that save happens at the epoch end), and 14 (never: the final
+    checkpoint is written when training ends: killed after it, e.g. while scoring, the resumed fit has nothing
+    left to train) — the final state dict
+    equals the uninterrupted run's bit for bit."""
+    reference = _train(name, CASES[name], tmp_path / "ref", None, every=every)
+    resumed = _train(name, CASES[name], tmp_path / "killed", kill_at, every=every)
     assert_state_dicts_equal(reference, resumed)
 
 
