@@ -439,8 +439,9 @@ def run_one(
     empty = {"value": math.nan, "backbone": "", "backbone_sha256": "", "n_real": None, "n_fake": None,
              "resize": "", "split": track.eval.real_split, "protocol": ""}
     start = time.perf_counter()
+    threads = torch.get_num_threads()
     if opts.threads_per_unit:
-        torch.set_num_threads(opts.threads_per_unit)
+        torch.set_num_threads(opts.threads_per_unit)  # for this unit only (restored below)
     pl.seed_everything(seed, workers=True, verbose=False)
     model: BenchModule | None = None
     files: dict[str, str] = {}
@@ -472,6 +473,7 @@ def run_one(
     except Exception as err:  # one broken run must not stop the suite; it is recorded with its reason
         status, message, scores, files = "failed", f"{type(err).__name__}: {err}".replace("\n", " ")[:500], [], {}
     wall = time.perf_counter() - start
+    torch.set_num_threads(threads)
     family = model.family if model is not None else MODELS.get(model_entry(model_name, model_args)[0]).family
     params = model.num_parameters() if model is not None else None
     stage, operator = (model.fusion_stage, model.fusion_operator) if model is not None else ("", "")

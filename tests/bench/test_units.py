@@ -268,7 +268,7 @@ def test_concurrent_processes_on_one_out_lose_no_rows(tmp_path, cache):
     suite = write_suite(tmp_path, tiny_suite())
     env = _env(cache)
     ref = tmp_path / "ref"
-    assert run(suite, ref) == 0
+    assert run(suite, ref, "--threads-per-unit", "1") == 0  # the subprocesses below run on one thread too
     reference = results(ref)
 
     def both(out: Path, argvs: list[list[str]]) -> list[str]:
