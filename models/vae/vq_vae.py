@@ -93,8 +93,13 @@ class VectorQuantizer(nn.Module):
         """
         flat, idx = self.flatten(z_e.detach()).to(self.codebook.dtype), indices.flatten()
         counts = torch.bincount(idx, minlength=self.num_codes).to(flat.dtype)
+        sums = torch.zeros_like(self.ema_sum).index_add_(0, idx, flat) if self.ema_decay > 0 else None
+        distributed = _world_size() > 1
+        if distributed:  # DDP: the statistics of the global batch, so every rank keeps the same codebook
+            torch.distributed.all_reduce(counts)
+            if sums is not None:
+                torch.distributed.all_reduce(sums)
         if self.ema_decay > 0:
-            sums = torch.zeros_like(self.ema_sum).index_add_(0, idx, flat)
             self.ema_count.mul_(self.ema_decay).add_(counts, alpha=1 - self.ema_decay)
             self.ema_sum.mul_(self.ema_decay).add_(sums, alpha=1 - self.ema_decay)
             n, eps = self.ema_count.sum(), 1e-5
@@ -112,12 +117,20 @@ class VectorQuantizer(nn.Module):
         else:
             pick = torch.randint(len(flat), (len(dead),), device=flat.device)
         new = flat[pick]
+        if distributed:  # every rank found the same dead codes (global counts); rank 0's replacements win
+            torch.distributed.broadcast(new, src=0)
         self.codebook.data[dead] = new
         if self.ema_decay > 0:
             self.ema_sum[dead] = new
             self.ema_count[dead] = 1.0
         self.steps_unused[dead] = 0
         return dead
+
+
+def _world_size() -> int:
+    """Processes in the default process group (1 when torch.distributed is not initialized)."""
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 @MODELS.register("vq-vae")
