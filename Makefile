@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml
 quick: $(STAMP)
 	$(BIN)/bench run --suite quick --publish leaderboards
 
-# The tests, offline.
+# The tests, offline, on two worker processes (pytest-xdist; PYTEST_WORKERS=0 runs them in this process).
+PYTEST_WORKERS ?= 2
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 
 clean:
 	rm -rf runs .pytest_cache
