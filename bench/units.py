@@ -103,7 +103,8 @@ def write_record(unit: Unit, out: Path, rows: list[dict[str, Any]], files: dict[
         "unit": unit.name, "track": unit.track, "label": unit.label, "datamodule": unit.datamodule,
         "seed": unit.seed, "key": unit.key, "config_hash": unit.config_hash,
         "status": rows[0]["status"] if rows else "failed",
-        "files": {role: {"path": rel, "sha256": file_sha256_uncached(out / rel)} for role, rel in files.items()},
+        "files": {role: {"path": rel, "sha256": file_sha256_uncached(out / rel), "bytes": (out / rel).stat().st_size}
+                  for role, rel in files.items()},
         "rows": [{k: _clean(v) for k, v in row.items()} for row in rows],
     }
     atomic_write_text(unit.record_path(out), json.dumps(record, indent=1) + "\n")
@@ -123,10 +124,15 @@ def read_record(path: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) and {"key", "rows", "files"} <= record.keys() else None
 
 
-def _files_intact(record: dict[str, Any], out: Path) -> bool:
+def _files_intact(record: dict[str, Any], out: Path, verify: bool = True) -> bool:
+    """The record's files exist with their recorded size and (``verify``) sha256. Rebuilding the tables checks
+    sizes only (hashing every unit's weights after every unit would grow quadratically with the suite); whether a
+    unit is complete — once per unit per invocation — checks the hashes."""
     for entry in record["files"].values():
         path = out / entry["path"]
-        if not path.is_file() or file_sha256_uncached(path) != entry["sha256"]:
+        if not path.is_file() or ("bytes" in entry and path.stat().st_size != entry["bytes"]):
+            return False
+        if verify and file_sha256_uncached(path) != entry["sha256"]:
             return False
     return True
 
@@ -160,10 +166,10 @@ def collect_rows(out: Path, units: list[Unit]) -> list[dict[str, Any]]:
     by_path = dict(iter_records(out))
     for unit in units:
         record = by_path.get(unit.record_path(out))
-        if record is not None and record["key"] == unit.key and _files_intact(record, out):
+        if record is not None and record["key"] == unit.key and _files_intact(record, out, verify=False):
             rows += record["rows"]
     for path, record in by_path.items():
-        if path.resolve() not in wanted and _files_intact(record, out):
+        if path.resolve() not in wanted and _files_intact(record, out, verify=False):
             others += record["rows"]
     return rows + others
 

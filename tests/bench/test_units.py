@@ -155,6 +155,13 @@ def test_rerun_skips_complete_units_and_rerun_forces(tmp_path, cache, capsys):
     assert_same_values(first, results(out))
     capsys.readouterr()
 
+    # a unit whose weights file changed since its record (truncated, overwritten) is not complete: it runs again
+    weights = out / "weights" / "gen" / "vae-digits-seed0.pt"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    assert run(suite, out) == 0
+    assert capsys.readouterr().err.count("complete, skipped") == 5
+    assert_same_values(first, results(out))
+
     # an edited configuration is not reused: the changed track's units run again
     edited = tiny_suite()
     edited["tracks"][1]["models"]["early-concat"] = {"n_layers": 2}
