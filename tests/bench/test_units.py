@@ -341,3 +341,17 @@ def test_accumulation_with_manual_optimization_is_refused(tmp_path, cache, capsy
     assert run(suite, tmp_path / "out") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "manual optimization" in err[0] and "dcgan" in err[0]
+
+
+@pytest.mark.slow
+def test_bf16_mixed_on_cpu_trains_manual_and_automatic_models(tmp_path, cache):
+    """--precision bf16-mixed (CPU autocast): the manual-optimization GAN and the VAE train and score; the
+    precision enters the config hash, so the units are not those of the 32-bit run."""
+    suite = write_suite(tmp_path, tiny_suite())
+    fp32, bf16 = tmp_path / "fp32", tmp_path / "bf16"
+    assert run(suite, fp32, "--models", "dcgan,vae", "--seeds", "0") == 0
+    assert run(suite, bf16, "--models", "dcgan,vae", "--seeds", "0", "--precision", "bf16-mixed") == 0
+    a, b = results(fp32), results(bf16)
+    assert (b["status"] == "ok").all() and len(a) == len(b)
+    assert not set(a["config_hash"]) & set(b["config_hash"])
+    assert "precision='bf16-mixed'" in (bf16 / "leaderboard.md").read_text()
