@@ -51,7 +51,8 @@ class EfficientNetLite0(FeatureBackbone):
     channels; ``(x - 127) / 128`` on the 0..255 scale. Runs in ``channels_last`` memory format, about 2× faster on
     CPU (same outputs, tested).
 
-    Speed on 2 CPU cores: about 23 images/s at 224 px and 115 images/s at 128 px.
+    Speed on 2 CPU cores: about 350–400 images/s at 128 px (``benchmarks/pipeline_throughput.py``; the Swish
+    forward of version 1 ran about 115).
 
     Args:
         weights_path: A state-dict file; default :func:`default_weights_path`. Loaded with ``weights_only=True``.
