@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from bench.runner import RunOptions, _rebuild_results, execute_unit, record_unit
+from bench.runner import RunOptions, _rebuild_results, execute_unit, record_unit, unit_rows
 from bench.spec import SpecError, SuiteSpec
 from bench.units import Unit, UnitLock
 
@@ -33,33 +33,6 @@ def _ray():
     except ImportError as err:
         raise SpecError("--launcher ray needs Ray: pip install 'genfusion-bench[distributed]' (or `pip install ray`)") from err
     return ray
-
-
-def _task(spec: SuiteSpec, unit: Unit, opts: RunOptions) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    return execute_unit(spec, unit, opts)
-
-
-def _failed_rows(spec: SuiteSpec, unit: Unit, message: str) -> list[dict[str, Any]]:
-    """The rows of a unit whose task could not complete (worker or node died too often)."""
-    from bench.metrics import METRICS
-    from bench.provenance import git_commit, package_version, utc_now
-    from models import MODELS
-    from bench.spec import model_entry
-
-    track = next(t for t in spec.tracks if t.name == unit.track)
-    model_name, _ = model_entry(unit.label, track.models[unit.label])
-    import torch
-
-    common = {
-        "suite": spec.name, "track": unit.track, "family": MODELS.get(model_name).family, "model": unit.label,
-        "fusion_stage": "", "fusion_operator": "", "datamodule": unit.datamodule, "seed": unit.seed,
-        "value": float("nan"), "backbone": "", "backbone_sha256": "", "n_real": None, "n_fake": None, "resize": "",
-        "split": track.eval.real_split, "protocol": "", "params": None, "config_hash": unit.config_hash,
-        "git_commit": git_commit(), "torch_version": torch.__version__,
-        "lightning_version": package_version("lightning"), "timestamp": utc_now(), "wall_s": 0.0,
-        "peak_mem_mb": 0.0, "status": "failed", "message": message[:500],
-    }
-    return [{**common, "metric": m, "higher_is_better": METRICS.get(m).higher_is_better} for m in track.metrics]
 
 
 def run_units_on_ray(spec: SuiteSpec, pending: list[tuple[int, Unit, Any, Any, Any]], opts: RunOptions,
@@ -86,13 +59,13 @@ def run_units_on_ray(spec: SuiteSpec, pending: list[tuple[int, Unit, Any, Any, A
                  **({} if address else {"num_cpus": os.cpu_count(), "_node_ip_address": "127.0.0.1"}))
     worker_opts = dataclasses.replace(opts, console=None, threads_per_unit=threads)
     gpus = opts.devices if opts.accelerator in ("gpu", "cuda") and isinstance(opts.devices, int) else 0
-    task = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=opts.max_retries)(_task)
+    task = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=opts.max_retries)(execute_unit)
     running: dict[Any, tuple[Unit, UnitLock, str]] = {}
     done = failed = 0
     try:
         for i, unit, *_ in pending:
             lock = UnitLock(unit, out)
-            where = f"[{i}/{len(all_units)}] {unit.track}: {unit.label} on {unit.datamodule}, seed {unit.seed}"
+            where = unit.progress(i, len(all_units))
             if not lock.acquire():
                 say(f"{where}: running in another process, left to it")
                 continue
@@ -105,7 +78,9 @@ def run_units_on_ray(spec: SuiteSpec, pending: list[tuple[int, Unit, Any, Any, A
             try:
                 rows, files = ray.get(ready[0])
             except Exception as err:  # the worker or node died more than max_retries times
-                rows, files = _failed_rows(spec, unit, f"{type(err).__name__}: {str(err).splitlines()[0]}"), {}
+                track = next(t for t in spec.tracks if t.name == unit.track)
+                message = f"{type(err).__name__}: {str(err).splitlines()[0]}"[:500]
+                rows, files = unit_rows(spec, track, unit, track.models[unit.label], None, "failed", message, []), {}
             record_unit(unit, out, rows, files)
             lock.release()
             status = rows[0]["status"]

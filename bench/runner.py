@@ -431,13 +431,6 @@ def run_one(
     config = unit_config(track, dm, model_name, model_args)
     if unit is None:
         unit = Unit(track.name, model_name, dm_name, seed, config_hash(config))
-    base = {
-        "suite": spec.name, "track": track.name, "model": model_name, "datamodule": dm_name, "seed": seed,
-        "config_hash": unit.config_hash, "git_commit": git_commit(), "torch_version": torch.__version__,
-        "lightning_version": package_version("lightning"),
-    }
-    empty = {"value": math.nan, "backbone": "", "backbone_sha256": "", "n_real": None, "n_fake": None,
-             "resize": "", "split": track.eval.real_split, "protocol": ""}
     start = time.perf_counter()
     threads = torch.get_num_threads()
     if opts.threads_per_unit:
@@ -474,16 +467,31 @@ def run_one(
         status, message, scores, files = "failed", f"{type(err).__name__}: {err}".replace("\n", " ")[:500], [], {}
     wall = time.perf_counter() - start
     torch.set_num_threads(threads)
-    family = model.family if model is not None else MODELS.get(model_entry(model_name, model_args)[0]).family
+    return unit_rows(spec, track, unit, model_args, model, status, message, scores, wall, memory.peak_mb), files
+
+
+def unit_rows(spec: SuiteSpec, track: TrackSpec, unit: Unit, model_args: dict[str, Any], model: BenchModule | None,
+              status: str, message: str, scores: list[Any], wall: float = 0.0,
+              peak_mb: float = 0.0) -> list[dict[str, Any]]:
+    """A unit's result rows: one per score, or (no scores: a failed or diverged run) one per metric it would have
+    had, with value NaN. ``model`` is None when it could not even be built (or ran on a worker that died)."""
+    family = model.family if model is not None else MODELS.get(model_entry(unit.label, model_args)[0]).family
     params = model.num_parameters() if model is not None else None
     stage, operator = (model.fusion_stage, model.fusion_operator) if model is not None else ("", "")
-    common = {**base, "family": family, "fusion_stage": stage, "fusion_operator": operator, "params": params, "timestamp": utc_now(), "wall_s": round(wall, 3),
-              "peak_mem_mb": round(memory.peak_mb, 1), "status": status, "message": message}
+    common = {
+        "suite": spec.name, "track": track.name, "model": unit.label, "datamodule": unit.datamodule,
+        "seed": unit.seed, "config_hash": unit.config_hash, "git_commit": git_commit(),
+        "torch_version": torch.__version__, "lightning_version": package_version("lightning"),
+        "family": family, "fusion_stage": stage, "fusion_operator": operator, "params": params,
+        "timestamp": utc_now(), "wall_s": round(wall, 3), "peak_mem_mb": round(peak_mb, 1), "status": status,
+        "message": message,
+        "value": math.nan, "backbone": "", "backbone_sha256": "", "n_real": None, "n_fake": None, "resize": "",
+        "split": track.eval.real_split, "protocol": "",
+    }
     if scores:
-        return [{**common, **empty, **dataclasses.asdict(s)} for s in scores], files
+        return [{**common, **dataclasses.asdict(s)} for s in scores]
     names = applicable_metrics(model, track.metrics) if model is not None else list(track.metrics)
-    rows = [{**common, **empty, "metric": m, "higher_is_better": METRICS.get(m).higher_is_better} for m in names]
-    return rows, files
+    return [{**common, "metric": m, "higher_is_better": METRICS.get(m).higher_is_better} for m in names]
 
 
 def sample_grids(out: Path, spec: SuiteSpec) -> dict[tuple[str, str, str], str]:
@@ -576,7 +584,7 @@ def run_suite(spec: SuiteSpec, opts: RunOptions) -> SuiteOutcome | None:
             else:
                 for i, unit, track, dm, model_args in pending:
                     _run_local(spec, unit, track, dm, model_args, evaluators[track.name], opts, all_units,
-                               f"[{i}/{len(units)}] {unit.track}: {unit.label} on {unit.datamodule}, seed {unit.seed}",
+                               unit.progress(i, len(units)),
                                say)
         except (KeyboardInterrupt, SystemExit) as err:
             if flag.signum is None:
@@ -636,7 +644,7 @@ def build_evaluators(spec: SuiteSpec, backbones: dict, opts: RunOptions) -> dict
 
 def _needs_run(unit: Unit, out: Path, rerun: bool | frozenset[str], i: int, total: int, say: Any) -> bool:
     if not _forced(unit, rerun) and is_complete(unit, out):
-        say(f"[{i}/{total}] {unit.track}: {unit.label} on {unit.datamodule}, seed {unit.seed}: complete, skipped")
+        say(f"{unit.progress(i, total)}: complete, skipped")
         return False
     return True
 

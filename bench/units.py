@@ -75,6 +75,10 @@ class Unit:
     def name(self) -> str:
         return f"{self.track}/{self.stem}"
 
+    def progress(self, i: int, total: int) -> str:
+        """The unit's progress line prefix, e.g. ``[3/18] generation: vae on digits, seed 0``."""
+        return f"[{i}/{total}] {self.track}: {self.label} on {self.datamodule}, seed {self.seed}"
+
     def record_path(self, out: Path) -> Path:
         return inside(out, UNITS_DIR, self.track, f"{self.stem}.json")
 
