@@ -33,6 +33,7 @@ stopped by SIGINT (Ctrl-C) / SIGTERM: complete units kept, leaderboard of them w
 
 from __future__ import annotations
 
+from bench.errors import InputError
 import argparse
 import dataclasses
 import json
@@ -60,7 +61,7 @@ FAST_RUN = {
 }
 
 
-class UsageError(Exception):
+class UsageError(InputError):
     """Bad input from the user: reported in one line, exit code 2."""
 
 
@@ -313,12 +314,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from bench.interrupts import SuiteInterrupted
 
-    from bench.backbones import BackboneWeightsError
-    from bench.registry import UnknownNameError
     from bench.runner import RunOptions, run_suite
-    from bench.spec import SpecError
     from bench.suites import load_suite
-    from datamodules import DATAMODULES, DataUnavailableError
+    from datamodules import DATAMODULES
 
     try:
         if args.accelerator in ("gpu", "cuda") and not _gpu_available():
@@ -355,7 +353,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             console=Console(stderr=True), command=" ".join(["bench"] + [shlex.quote(a) for a in args.argv]),
         )
         outcome = run_suite(spec, opts)
-    except (UnknownNameError, SpecError, DataUnavailableError, BackboneWeightsError, UsageError) as err:
+    except InputError as err:
         sys.stderr.write(f"bench: error: {err}\n")
         return EXIT_USAGE
     except SuiteInterrupted as err:
@@ -394,9 +392,7 @@ def publish(publish_dir: Path, suite_name: str, leaderboard_csv: Path, leaderboa
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.registry import UnknownNameError
     from bench.report import report
-    from bench.spec import SpecError
     from bench.suites import load_suite
 
     try:
@@ -406,7 +402,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise UsageError(f"--results: no such file(s): {', '.join(missing)}")
         command = " ".join(["bench"] + [shlex.quote(a) for a in args.argv])
         results_csv, lb_csv, lb_md = report(spec, list(args.results), args.out, command)
-    except (UnknownNameError, SpecError, UsageError) as err:
+    except InputError as err:
         sys.stderr.write(f"bench: error: {err}\n")
         return EXIT_USAGE
     if args.publish is not None:
@@ -418,11 +414,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from bench.backbones import BACKBONES, BackboneWeightsError
+    from bench.backbones import BACKBONES
     from bench.backbones.build import build_backbone
     from bench.eval_images import EVAL_METRICS, evaluate_image_sets
-    from bench.image_inputs import ImageInputError, load_image_set
-    from bench.registry import UnknownNameError
+    from bench.image_inputs import load_image_set
 
     try:
         metrics = _csv_list(args.metrics, "metrics")
@@ -440,7 +435,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size, is_splits=args.is_splits,
             cache_dir=args.cache_dir, console=Console(stderr=True),
         )
-    except (UnknownNameError, ImageInputError, BackboneWeightsError, UsageError) as err:
+    except InputError as err:
         sys.stderr.write(f"bench: error: {err}\n")
         return EXIT_USAGE
     if args.json:

@@ -5,6 +5,7 @@ found and what is accepted.
 
 from __future__ import annotations
 
+from bench.errors import InputError
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import torch
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-class ImageInputError(ValueError):
+class ImageInputError(InputError):
     """An image input cannot be used; the message says what was found and what is accepted."""
 
 

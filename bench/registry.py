@@ -7,6 +7,7 @@ caught before any work starts.
 
 from __future__ import annotations
 
+from bench.errors import InputError
 import re
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
@@ -16,15 +17,12 @@ T = TypeVar("T")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9\-]*[a-z0-9]$|^[a-z0-9]$")
 
 
-class RegistryError(ValueError):
+class RegistryError(InputError):
     """A registration was rejected or a name could not be resolved."""
 
 
 class UnknownNameError(RegistryError, KeyError):
     """A name was looked up that is not registered; the message lists the valid names."""
-
-    def __str__(self) -> str:  # KeyError would otherwise quote the message
-        return str(self.args[0])
 
 
 class Registry(Generic[T]):

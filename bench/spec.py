@@ -28,6 +28,7 @@ Names are checked against the registries; nothing in a suite file can name code 
 
 from __future__ import annotations
 
+from bench.errors import InputError
 import dataclasses
 import types
 import typing
@@ -40,7 +41,7 @@ import yaml
 from bench.registry import Registry, UnknownNameError
 
 
-class SpecError(ValueError):
+class SpecError(InputError):
     """A suite file is invalid; the message names the file and the key."""
 
 

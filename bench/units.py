@@ -18,6 +18,7 @@ another process is left to it. Rebuilding results.csv holds the folder's results
 
 from __future__ import annotations
 
+from bench.errors import InputError
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ UNITS_DIR = "units"
 RESULTS_LOCK = ".results.lock"
 
 
-class PathOutsideOutError(ValueError):
+class PathOutsideOutError(InputError):
     """A path built from suite names would resolve outside the output folder."""
 
 

@@ -7,6 +7,7 @@ datasets, plus ``"text": (B, L) long`` token ids for image+text datasets. Splits
 
 from __future__ import annotations
 
+from bench.errors import InputError
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from datamodules.resumable import ResumableDataLoader, ResumableRandomSampler
 SPLITS = ("train", "val", "test")
 
 
-class DataUnavailableError(RuntimeError):
+class DataUnavailableError(InputError, RuntimeError):
     """The dataset's files could not be found or fetched; the message says how to get them."""
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from bench.errors import InputError
 from typing import ClassVar
 
 import torch
 from torch import nn
 
 
-class BackboneWeightsError(RuntimeError):
+class BackboneWeightsError(InputError, RuntimeError):
     """The backbone's weights could not be found; the message says what to fetch and where to put it."""
 
 
