@@ -33,17 +33,17 @@ stopped by SIGINT (Ctrl-C) / SIGTERM: complete units kept, leaderboard of them w
 
 from __future__ import annotations
 
-from bench.errors import InputError
 import argparse
 import dataclasses
 import json
 import os
 import re
 import shlex
-import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from bench.errors import InputError
 
 if TYPE_CHECKING:
     from bench.runner import SuiteOutcome
@@ -242,19 +242,18 @@ def publish_markdown(md_path: Path, publish_dir: Path, suite_name: str) -> None:
     """Copies the leaderboard Markdown to ``publish_dir/<suite>.md`` with the sample grids it links (first seeds)
     copied to ``publish_dir/<suite>-samples/``, the accuracy-vs-noise figure to
     ``publish_dir/<suite>-accuracy-vs-noise.png``, and the links rewritten to them."""
-    from bench.atomic import atomic_write_text
+    from bench.atomic import atomic_copy, atomic_write_text
     from bench.plots import ACCURACY_VS_NOISE_PNG
 
     text = md_path.read_text()
     prefix = f"{suite_name}-samples/"
     for rel in sorted(set(re.findall(r"\]\((samples/[^)]+\.png)\)", text))):
         target = publish_dir / prefix / rel.removeprefix("samples/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(md_path.parent / rel, target)
+        atomic_copy(md_path.parent / rel, target)
         text = text.replace(f"]({rel})", f"]({prefix}{rel.removeprefix('samples/')})")
     if f"]({ACCURACY_VS_NOISE_PNG})" in text:
         published = f"{suite_name}-{Path(ACCURACY_VS_NOISE_PNG).stem.replace('_', '-')}.png"
-        shutil.copyfile(md_path.parent / ACCURACY_VS_NOISE_PNG, publish_dir / published)
+        atomic_copy(md_path.parent / ACCURACY_VS_NOISE_PNG, publish_dir / published)
         text = text.replace(f"]({ACCURACY_VS_NOISE_PNG})", f"]({published})")
     atomic_write_text(publish_dir / f"{suite_name}.md", text)
 
@@ -309,21 +308,35 @@ def _rerun(text: str | None, spec) -> bool | frozenset[str]:
     return frozenset(labels)
 
 
+def check_out_dir(path: Path, option: str) -> Path:
+    """``path`` if it is (or can become) a writable folder, else a UsageError naming ``option``.
+
+    Checked before any work, so a file given as ``--out``, or a read-only folder, costs no training run.
+    """
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path}: exists and is not a folder; name a folder (it is created if missing)")
+    if existing is not None and existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: {existing} is not writable by this user; name a writable folder")
+    if existing is not None and not existing.is_dir():
+        raise UsageError(f"{option} {path}: {existing} is a file, so the folder cannot be created; name a folder")
+    return path
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from bench import catalog
     from bench.interrupts import SuiteInterrupted
-
-    from bench.runner import RunOptions, run_suite
     from bench.suites import load_suite
-    from datamodules import DATAMODULES
 
     try:
-        if args.accelerator in ("gpu", "cuda") and not _gpu_available():
-            raise UsageError("--accelerator gpu: no CUDA device is visible (torch.cuda.is_available() is False); use cpu or auto")
+        # the suite file and the options first: they need no heavy import, so a bad one fails in a fraction of a
+        # second (torch and Lightning take 5-10 s to import)
         spec = load_suite(args.suite)
-        if args.datamodule is not None:
-            DATAMODULES.get(args.datamodule)
+        if args.datamodule is not None and args.datamodule not in catalog.DATAMODULE_NAMES:
+            raise UsageError(f"--datamodule: unknown datamodule {args.datamodule!r}; valid datamodules: "
+                             f"{', '.join(catalog.names('datamodule'))}")
         seeds = None
         if args.seeds is not None:
             try:
@@ -345,7 +358,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError("--ray-address is for --launcher ray")
         if args.fast:
             spec = fast_spec(spec, args.max_epochs is not None, args.limit_batches is not None)
-        out_dir = args.out or Path("runs") / spec.name
+        out_dir = check_out_dir(args.out or Path("runs") / spec.name, "--out")
+        if args.accelerator in ("gpu", "cuda") and not _gpu_available():
+            raise UsageError("--accelerator gpu: no CUDA device is visible (torch.cuda.is_available() is False); use cpu or auto")
+
+        from bench.runner import RunOptions, run_suite
+
         opts = RunOptions(
             out_dir=out_dir, accelerator=args.accelerator, devices=args.devices, cache_dir=args.cache_dir,
             backbone_weights=args.backbone_weights, rerun=rerun, launcher=args.launcher,
@@ -385,10 +403,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def publish(publish_dir: Path, suite_name: str, leaderboard_csv: Path, leaderboard_md: Path, results_csv: Path) -> None:
     """Copies a leaderboard (CSV, Markdown with its figures and sample grids) and its results into ``publish_dir``."""
-    publish_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(leaderboard_csv, publish_dir / f"{suite_name}.csv")
+    from bench.atomic import atomic_copy
+
+    atomic_copy(leaderboard_csv, publish_dir / f"{suite_name}.csv")
     publish_markdown(leaderboard_md, publish_dir, suite_name)
-    shutil.copyfile(results_csv, publish_dir / f"{suite_name}-results.csv")
+    atomic_copy(results_csv, publish_dir / f"{suite_name}-results.csv")
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -16,3 +16,7 @@ class InputError(ValueError):
         # one line whatever the message holds (a file name with a newline, a multi-line library message)
         text = str(self.args[0]) if len(self.args) == 1 else super().__str__()  # KeyError subclasses would quote it
         return " ".join(text.splitlines()).strip()
+
+
+class SpecError(InputError):
+    """A suite file is invalid; the message names the file and the key (or line)."""

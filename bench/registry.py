@@ -7,10 +7,11 @@ caught before any work starts.
 
 from __future__ import annotations
 
-from bench.errors import InputError
 import re
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
+
+from bench.errors import InputError
 
 T = TypeVar("T")
 

@@ -10,11 +10,11 @@ provenance (git commit, versions, timestamp), and the Markdown lists the source 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
 
+from bench.atomic import atomic_copy
 from bench.leaderboard import RESULT_COLUMNS, aggregate, to_markdown, write_leaderboard, write_results
 from bench.provenance import environment_info
 from bench.runner import noise_figure
@@ -97,9 +97,8 @@ def report(spec: SuiteSpec, results: list[Path], out_dir: Path, command: str) ->
             rel = f"samples/{track}/{model}-{dm}-seed{seed}.png"
             source = results[src].parent / rel
             if source.exists():
-                (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
                 if source.resolve() != (out_dir / rel).resolve():
-                    shutil.copyfile(source, out_dir / rel)
+                    atomic_copy(source, out_dir / rel)
                 grids[(track, model, dm)] = rel
                 break
     env_file = results[-1].parent / "environment.json"

@@ -34,10 +34,12 @@ from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from rich.console import Console
 
-from bench.atomic import atomic_write, atomic_write_text, remove_stale_temporaries
+from bench.atomic import (WriteError, atomic_write, atomic_write_text, disk_error, remove_stale_temporaries,
+                          write_error)
 from bench.backbones import FeatureBackbone
 from bench.backbones.build import build_backbone
 from bench.callbacks import DivergenceMonitor
+from bench.errors import InputError
 from bench.evaluate import Evaluator, applicable_metrics
 from bench.hashing import config_hash
 from bench.interrupts import SuiteInterrupted, interruptible
@@ -54,6 +56,7 @@ from bench.units import (PathOutsideOutError, Unit, UnitLock, collect_rows, insi
                          write_record)
 from datamodules import DATAMODULES, BenchDataModule
 from models import MODELS, BenchModule, ImageGenerator, TextToImageGenerator
+from models.hparams import MAX_PARAMETERS, check_hparam_types, parameter_count
 
 
 @dataclass
@@ -160,10 +163,16 @@ def _build_model(label: str, args: dict[str, Any], dm: BenchDataModule, where: s
     ``model``); bad arguments, and files they name that do not exist (e.g. a ``tokenizer_weights``), become a
     SpecError naming ``where`` (file and key)."""
     name, hparams = model_entry(label, args)
+    cls = MODELS.get(name)
     try:
-        return MODELS.get(name).from_data(dm.data_spec(), **hparams)
-    except (TypeError, ValueError, FileNotFoundError) as err:
-        raise SpecError(f"{where}: {err}") from err
+        check_hparam_types(cls, hparams)
+        count = parameter_count(lambda: cls.from_data(dm.data_spec(), **hparams))
+        if count is not None and count > MAX_PARAMETERS:
+            raise ValueError(f"these arguments make a model of {count:,} parameters, more than the {MAX_PARAMETERS:,} "
+                             f"the runner builds; check the sizes")
+        return cls.from_data(dm.data_spec(), **hparams)
+    except (TypeError, ValueError, FileNotFoundError, RuntimeError) as err:  # RuntimeError: torch on bad sizes
+        raise SpecError(f"{where}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
 
 
 def prepare(
@@ -192,11 +201,15 @@ def prepare(
         for dm_name, dm_args in track.datamodules.items():
             key = _dm_key(dm_name, dm_args)
             if key not in dms:
+                where = f"{spec.source}: key 'tracks[{i}].datamodules.{dm_name}'"
                 try:
+                    check_hparam_types(DATAMODULES.get(dm_name), dm_args)
                     dms[key] = DATAMODULES.get(dm_name)(**dm_args)
-                except (TypeError, ValueError) as err:
-                    raise SpecError(f"{spec.source}: key 'tracks[{i}].datamodules.{dm_name}': {err}") from err
-                dms[key].setup()
+                    dms[key].setup()
+                except InputError:
+                    raise
+                except (TypeError, ValueError, RuntimeError) as err:
+                    raise SpecError(f"{where}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
             provided = dms[key].data_spec().modalities
             if any(METRICS.get(m).input_kind == "image_text" for m in track.metrics) and not callable(
                 getattr(dms[key], "caption_strings", None)
@@ -464,6 +477,9 @@ def run_one(
                 files["samples"] = f"samples/{unit.name}.png"
                 save_sample_grid(model, inside(opts.out_dir, files["samples"]), seed, dm, track.eval.real_split)
     except Exception as err:  # one broken run must not stop the suite; it is recorded with its reason
+        disk = disk_error(err)
+        if disk is not None:  # a full disk is not the model's failure: stop, keeping the complete units
+            raise (err if isinstance(err, WriteError) else write_error(disk.filename or opts.out_dir, disk)) from err
         status, message, scores, files = "failed", f"{type(err).__name__}: {err}".replace("\n", " ")[:500], [], {}
     wall = time.perf_counter() - start
     torch.set_num_threads(threads)

@@ -1,4 +1,4 @@
-"""Typed suite specifications, loaded from YAML (``yaml.safe_load``) and validated before any work starts.
+"""Typed suite specifications, loaded from YAML (a ``yaml.SafeLoader`` with limits, :mod:`bench.suite_yaml`) and validated before any work starts.
 
 A suite is a list of *tracks*; each track is a matrix of models × datamodules, run for every seed of the suite,
 scored by the track's metrics and ranked by its primary metric::
@@ -23,26 +23,138 @@ appear twice with different arguments (e.g. a sampling option)::
           text2image-gpt: {}
           text2image-gpt-cfg3: {model: text2image-gpt, guidance_scale: 3.0}
 
-Names are checked against the registries; nothing in a suite file can name code outside them.
+Names are checked against the registries; nothing in a suite file can name code outside them. The checks here
+need no heavy import (names come from :mod:`bench.catalog`), so a bad suite file fails in well under a second;
+the runner's preflight then builds everything the suite names before any training.
+
+Bounds (documented maxima, so a typo cannot ask for 10^23 epochs or a 100000-pixel image): see :data:`BOUNDS`
+and :data:`MAX_IMAGE_SIDE`; every float must be finite; names that become paths (the suite's, tracks', model
+labels) must match :data:`SAFE_NAME`.
 """
 
 from __future__ import annotations
 
-from bench.errors import InputError
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from bench import catalog
+from bench.errors import SpecError
+from bench.registry import UnknownNameError
+from bench.suite_yaml import load_yaml
 
-from bench.registry import Registry, UnknownNameError
+
+#: Names that become parts of paths (suite, track, model label): letters, digits, ``-`` and ``_``, at most 64.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+#: Largest seed (seeds feed numpy and Lightning, which take unsigned 32-bit seeds).
+MAX_SEED = 2**32 - 1
+#: Largest image side a datamodule or model argument may ask for (``image_size``, ``image_shape``).
+MAX_IMAGE_SIDE = 1024
+#: Largest integer any model or datamodule argument may hold (sizes beyond it are typos; the runner also
+#: refuses a model whose parameters would not fit in memory before building it).
+MAX_ARG_INT = 10**7
+#: Model and datamodule arguments that are sizes or counts, so must be at least 1 (other integers may be 0).
+POSITIVE_ARGS = frozenset({
+    "batch_size", "channels", "d_model", "depth", "dim", "heads", "image_shape", "image_size", "latent_dim", "levels",
+    "mapping_layers", "max_channels", "n_critic", "n_embd", "n_head", "n_heads", "n_layer", "n_layers",
+    "num_classes", "num_codes", "num_steps", "patch_size", "segment_len", "steps_per_phase", "token_size",
+    "vocab_size", "width",
+})
+#: (minimum, maximum) of the numeric trainer and eval settings; None: no bound on that side.
+BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "max_epochs": (1, 10_000),
+    "gradient_clip_val": (0, None),
+    "accumulate_grad_batches": (1, 10_000),
+    "num_nodes": (1, 10_000),
+    "checkpoint_every_n_batches": (0, 10**9),
+    "backbone_size": (32, MAX_IMAGE_SIDE),
+    "n_fake": (2, 1_000_000),
+    "batch_size": (1, 100_000),
+    "kid_subsets": (1, 10_000),
+    "kid_subset_size": (2, 1_000_000),
+    "is_splits": (1, 10_000),
+    "nll_samples": (1, 100_000),
+    "nll_images": (0, 10_000_000),
+}
+#: Largest number of batches ``limit_train_batches`` / ``limit_val_batches`` may name.
+MAX_BATCHES = 10**8
 
 
-class SpecError(InputError):
-    """A suite file is invalid; the message names the file and the key."""
+def check_safe_name(value: Any, where: str, source: str) -> str:
+    """``value`` if it is a :data:`SAFE_NAME` string, else a SpecError naming ``where``."""
+    if not isinstance(value, str) or not SAFE_NAME.match(value):
+        raise SpecError(f"{source}: key '{where}': {value!r} is not accepted as a name (it becomes part of file "
+                        f"paths): 1-64 letters, digits, '-' or '_', starting with a letter or digit")
+    return value
+
+
+def check_bounds(obj: Any, where: str, source: str) -> None:
+    """Checks the :data:`BOUNDS` of a TrainerSpec's or EvalSpec's numeric fields."""
+    for fld in dataclasses.fields(obj):
+        value = getattr(obj, fld.name)
+        if fld.name not in BOUNDS or value is None:
+            continue
+        low, high = BOUNDS[fld.name]
+        if (low is not None and value < low) or (high is not None and value > high):
+            accepted = f">= {low}" if high is None else f"between {low} and {high}"
+            raise SpecError(f"{source}: key '{where}.{fld.name}' must be {accepted}, got {value!r}")
+
+
+def _check_limit_batches(value: float, where: str, source: str, allow_zero: bool) -> None:
+    """A Lightning ``limit_*_batches``: a fraction in (0, 1], or a whole number of batches (0 only where
+    ``allow_zero``: no validation)."""
+    if isinstance(value, float) and 0 < value <= 1:
+        return
+    low = 0 if allow_zero else 1
+    if value == int(value) and low <= value <= MAX_BATCHES:
+        return
+    raise SpecError(f"{source}: key '{where}' must be a fraction in (0, 1] or a whole number of batches between "
+                    f"{low} and {MAX_BATCHES}, got {value!r}")
+
+
+def check_seeds(seeds: Any, where: str, source: str) -> tuple[int, ...]:
+    """A non-empty list of distinct integer seeds in [0, :data:`MAX_SEED`], else a SpecError."""
+    if not isinstance(seeds, (list, tuple)) or not seeds or not all(
+            isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise SpecError(f"{source}: key '{where}' must be a non-empty list of integers, got {seeds!r}")
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise SpecError(f"{source}: key '{where}': seed {bad[0]} is out of range; seeds are integers from 0 to {MAX_SEED}")
+    if len(set(seeds)) != len(seeds):
+        raise SpecError(f"{source}: key '{where}' repeats a seed: {list(seeds)!r}")
+    return tuple(seeds)
+
+
+def check_arg_values(value: Any, where: str, source: str, name: str = "") -> None:
+    """Checks a model or datamodule argument (recursively through lists and mappings): floats finite, integers
+    in [0, :data:`MAX_ARG_INT`] (at least 1 for the sizes and counts of :data:`POSITIVE_ARGS`), image sides
+    (``image_size``, ``image_shape``) at most :data:`MAX_IMAGE_SIDE`."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise SpecError(f"{source}: key '{where}' must be a finite number, got {value!r}")
+        return
+    if isinstance(value, int):
+        high = MAX_IMAGE_SIDE if name in ("image_size", "image_shape") else MAX_ARG_INT
+        low = 1 if name in POSITIVE_ARGS else 0
+        if not low <= value <= high:
+            raise SpecError(f"{source}: key '{where}' must be an integer between {low} and {high}, got {value!r}")
+        return
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            check_arg_values(item, f"{where}[{i}]", source, name)
+        return
+    if isinstance(value, dict):
+        for k, item in value.items():
+            check_arg_values(item, f"{where}.{k}", source, str(k))
+        return
+    raise SpecError(f"{source}: key '{where}': {type(value).__name__} values are not accepted")
 
 
 @dataclass(frozen=True)
@@ -95,6 +207,11 @@ class TrainerSpec:
         if self.checkpoint_every_n_batches < 0:
             raise SpecError(f"{source}: key '{where}.checkpoint_every_n_batches' must be >= 0 (0: only at epoch "
                             f"ends), got {self.checkpoint_every_n_batches!r}")
+        check_bounds(self, where, source)
+        for name in ("limit_train_batches", "limit_val_batches"):
+            _check_limit_batches(getattr(self, name), f"{where}.{name}", source, name == "limit_val_batches")
+        if self.strategy == "auto":  # the default; the others need Lightning's registry (a heavy import)
+            return
         strategies = available_strategies()
         if self.strategy not in strategies:
             raise SpecError(f"{source}: key '{where}.strategy': {self.strategy!r} is not accepted; valid: "
@@ -223,8 +340,8 @@ class SuiteSpec:
             UnknownNameError: If a model is not in this suite.
             SpecError: If ``seeds`` repeats a seed, or a ``trainer`` value is not accepted.
         """
-        if seeds is not None and len(set(seeds)) != len(seeds):
-            raise SpecError(f"--seeds repeats a seed: {seeds!r}")
+        if seeds is not None:
+            check_seeds(seeds, "--seeds", "command line")
         tracks = []
         trainer_overrides = {k: v for k, v in (trainer or {}).items() if v is not None}
         if models is not None:
@@ -263,6 +380,8 @@ def _check_type(value: Any, tp: Any, where: str, source: str) -> Any:
         ok = True
     if not ok:
         raise SpecError(f"{source}: key '{where}' must be {getattr(tp, '__name__', tp)}, got {value!r}")
+    if tp is float and not math.isfinite(value):
+        raise SpecError(f"{source}: key '{where}' must be a finite number, got {value!r}")
     return value
 
 
@@ -296,29 +415,36 @@ def model_entry(label: str, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return str(args.pop(MODEL_KEY, label)), args
 
 
-def _named_args(
-    data: Any, where: str, source: str, registry: Registry, allow_label: bool = False
-) -> dict[str, dict[str, Any]]:
-    """``{name: {arg: value}}`` (or a list of names) with every name registered.
+def _named_args(data: Any, where: str, source: str, kind: str, allow_label: bool = False) -> dict[str, dict[str, Any]]:
+    """``{name: {arg: value}}`` (or a list of names) with every name registered (:mod:`bench.catalog`) and every
+    argument value within :func:`check_arg_values`' bounds.
 
-    With ``allow_label``, an entry may be ``label: {model: <registered name>, ...}`` instead.
+    With ``allow_label``, an entry may be ``label: {model: <registered name>, ...}`` instead; the label must be
+    a :data:`SAFE_NAME`.
     """
     if isinstance(data, list):
+        if len(set(map(repr, data))) != len(data):
+            raise SpecError(f"{source}: key '{where}' lists a {kind} twice")
         data = {name: {} for name in data}
     if not isinstance(data, dict) or not data:
-        raise SpecError(f"{source}: key '{where}' must be a non-empty mapping of {registry.kind} names to arguments")
+        raise SpecError(f"{source}: key '{where}' must be a non-empty mapping of {kind} names to arguments")
+    known = catalog.NAMES[kind]
     out = {}
     for name, args in data.items():
         if args is not None and not isinstance(args, dict):
             raise SpecError(f"{source}: key '{where}.{name}' must be a mapping of arguments, got {args!r}")
         args = dict(args or {})
         registered = args.get(MODEL_KEY, name) if allow_label else name
-        if not isinstance(registered, str) or registered not in registry:
+        if not isinstance(registered, str) or registered not in known:
             key = f"{where}.{name}.{MODEL_KEY}" if registered is not name else f"{where}.{name}"
             raise SpecError(
-                f"{source}: key '{key}': unknown {registry.kind} {registered!r}; valid {registry.kind}s: "
-                f"{', '.join(registry.names())}"
+                f"{source}: key '{key}': unknown {kind} {registered!r}; valid {kind}s: {', '.join(sorted(known))}"
             )
+        check_safe_name(name, where, source)
+        for arg, value in args.items():
+            if not isinstance(arg, str) or not arg.isidentifier():
+                raise SpecError(f"{source}: key '{where}.{name}': argument name {arg!r} is not an identifier")
+            check_arg_values(value, f"{where}.{name}.{arg}", source, arg)
         out[name] = args
     return out
 
@@ -334,21 +460,18 @@ def check_eval_backbones(evals: EvalSpec, metrics: list[str] | tuple[str, ...], 
     Raises:
         SpecError: A needed ``clip_backbone`` / ``classifier_backbone`` is missing, or a name is not registered.
     """
-    from bench.backbones import BACKBONES
-    from bench.metrics import METRICS
-    from bench.metrics.base import BACKBONE_FIELD_OF_KIND
-
-    for fld in sorted(set(BACKBONE_FIELD_OF_KIND.values())):
+    for fld in sorted(set(catalog.METRIC_BACKBONE_FIELD.values())):
         name = getattr(evals, fld)
-        needing = [m for m in metrics if BACKBONE_FIELD_OF_KIND.get(METRICS.get(m).input_kind) == fld]
+        needing = [m for m in metrics if catalog.METRIC_BACKBONE_FIELD.get(m) == fld]
         if needing and not name:
             raise SpecError(
                 f"{source}: key '{where}.{fld}' is missing: metrics {needing} are scored with it; set it to a "
                 f"registered backbone (`bench list backbones`)"
             )
-        if name and name not in BACKBONES:
+        if name and name not in catalog.BACKBONE_NAMES:
             raise SpecError(
-                f"{source}: key '{where}.{fld}': unknown backbone {name!r}; valid backbones: {', '.join(BACKBONES.names())}"
+                f"{source}: key '{where}.{fld}': unknown backbone {name!r}; valid backbones: "
+                f"{', '.join(catalog.names('backbone'))}"
             )
 
 
@@ -358,11 +481,6 @@ def parse_suite(data: Any, source: str) -> SuiteSpec:
     Raises:
         SpecError: Naming ``source`` and the offending key.
     """
-    from bench.backbones import BACKBONES
-    from bench.metrics import METRICS
-    from datamodules import DATAMODULES
-    from models import MODELS
-
     if not isinstance(data, dict):
         raise SpecError(f"{source}: the file must hold a mapping with keys name, seeds, tracks")
     allowed = {"name", "description", "seeds", "trainer", "eval", "tracks"}
@@ -372,12 +490,11 @@ def parse_suite(data: Any, source: str) -> SuiteSpec:
     for key in ("name", "seeds", "tracks"):
         if key not in data:
             raise SpecError(f"{source}: missing key '{key}'")
-    name = _check_type(data["name"], str, "name", source)
-    seeds = data["seeds"]
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise SpecError(f"{source}: key 'seeds' must be a non-empty list of integers, got {seeds!r}")
-    if len(set(seeds)) != len(seeds):
-        raise SpecError(f"{source}: key 'seeds' repeats a seed: {seeds!r}")
+    name = check_safe_name(data["name"], "name", source)
+    seeds = check_seeds(data["seeds"], "seeds", source)
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise SpecError(f"{source}: key 'description' must be a string, got {type(description).__name__}")
     base_trainer = data.get("trainer") or {}
     base_eval = data.get("eval") or {}
     for key, value in (("trainer", base_trainer), ("eval", base_eval)):
@@ -401,53 +518,53 @@ def parse_suite(data: Any, source: str) -> SuiteSpec:
         if not isinstance(metrics, list) or not metrics:
             raise SpecError(f"{source}: key '{where}.metrics' must be a non-empty list of metric names")
         for m in metrics:
-            if m not in METRICS:
-                raise SpecError(f"{source}: key '{where}.metrics': unknown metric {m!r}; valid metrics: {', '.join(METRICS.names())}")
-        if raw["primary_metric"] not in metrics:
+            if not isinstance(m, str) or m not in catalog.METRIC_NAMES:
+                raise SpecError(f"{source}: key '{where}.metrics': unknown metric {m!r}; valid metrics: "
+                                f"{', '.join(catalog.names('metric'))}")
+        if len(set(metrics)) != len(metrics):
+            raise SpecError(f"{source}: key '{where}.metrics' lists a metric twice: {metrics}")
+        if not isinstance(raw["primary_metric"], str) or raw["primary_metric"] not in metrics:
             raise SpecError(f"{source}: key '{where}.primary_metric' must be one of the track's metrics {metrics}")
+        for key in ("trainer", "eval"):
+            if not isinstance(raw.get(key) or {}, dict):
+                raise SpecError(f"{source}: key '{where}.{key}' must be a mapping")
         evals = _build(EvalSpec, {**base_eval, **(raw.get("eval") or {})}, f"{where}.eval", source)
-        if evals.backbone not in BACKBONES:
+        check_bounds(evals, f"{where}.eval", source)
+        if evals.backbone not in catalog.BACKBONE_NAMES:
             raise SpecError(
-                f"{source}: key '{where}.eval.backbone': unknown backbone {evals.backbone!r}; valid backbones: {', '.join(BACKBONES.names())}"
+                f"{source}: key '{where}.eval.backbone': unknown backbone {evals.backbone!r}; valid backbones: "
+                f"{', '.join(catalog.names('backbone'))}"
             )
         if evals.real_split not in ("train", "val", "test"):
             raise SpecError(f"{source}: key '{where}.eval.real_split' must be train, val or test")
         check_eval_backbones(evals, metrics, f"{where}.eval", source)
+        track_name = check_safe_name(raw["name"], f"{where}.name", source)
+        if any(t.name == track_name for t in tracks):
+            raise SpecError(f"{source}: key '{where}.name': track name {track_name!r} is used twice; names must differ")
         tracks.append(
             TrackSpec(
-                name=_check_type(raw["name"], str, f"{where}.name", source),
+                name=track_name,
                 primary_metric=raw["primary_metric"],
                 metrics=tuple(metrics),
-                datamodules=_named_args(raw["datamodules"], f"{where}.datamodules", source, DATAMODULES),
-                models=_named_args(raw["models"], f"{where}.models", source, MODELS, allow_label=True),
+                datamodules=_named_args(raw["datamodules"], f"{where}.datamodules", source, "datamodule"),
+                models=_named_args(raw["models"], f"{where}.models", source, "model", allow_label=True),
                 trainer=_trainer_spec({**base_trainer, **(raw.get("trainer") or {})}, f"{where}.trainer", source),
                 eval=evals,
             )
         )
     return SuiteSpec(
         name=name,
-        description=str(data.get("description", "")),
-        seeds=tuple(seeds),
+        description=description,
+        seeds=seeds,
         tracks=tuple(tracks),
         source=source,
     )
 
 
 def load_suite_file(path: str | Path) -> SuiteSpec:
-    """Reads and validates a suite YAML file (``yaml.safe_load``).
+    """Reads (:func:`bench.suite_yaml.load_yaml`: ``yaml.SafeLoader`` with limits) and validates a suite file.
 
     Raises:
         SpecError: If the file cannot be read, is not valid YAML, or fails validation.
     """
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise SpecError(f"{path}: cannot read suite file ({err.strerror})") from err
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise SpecError(f"{path}: invalid YAML{where}: {getattr(err, 'problem', None) or str(err).splitlines()[0]}") from err
-    return parse_suite(data, str(path))
+    return parse_suite(load_yaml(path), str(path))

@@ -18,7 +18,6 @@ another process is left to it. Rebuilding results.csv holds the folder's results
 
 from __future__ import annotations
 
-from bench.errors import InputError
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from bench.atomic import atomic_write_text
+from bench.errors import InputError
 from bench.hashing import config_hash, file_sha256
 
 UNITS_DIR = "units"

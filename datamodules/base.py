@@ -7,7 +7,6 @@ datasets, plus ``"text": (B, L) long`` token ids for image+text datasets. Splits
 
 from __future__ import annotations
 
-from bench.errors import InputError
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from bench.errors import InputError
 from datamodules.resumable import ResumableDataLoader, ResumableRandomSampler
 
 SPLITS = ("train", "val", "test")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from bench.errors import InputError
 from typing import ClassVar
 
 import torch
 from torch import nn
+
+from bench.errors import InputError
 
 
 class BackboneWeightsError(InputError, RuntimeError):
