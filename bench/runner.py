@@ -479,7 +479,10 @@ def run_one(
     except Exception as err:  # one broken run must not stop the suite; it is recorded with its reason
         disk = disk_error(err)
         if disk is not None:  # a full disk is not the model's failure: stop, keeping the complete units
-            raise (err if isinstance(err, WriteError) else write_error(disk.filename or opts.out_dir, disk)) from err
+            if isinstance(err, WriteError):
+                raise
+            # Lightning's checkpoint save copies a temporary file: the target is the second file name
+            raise write_error(disk.filename2 or disk.filename or opts.out_dir, disk) from err
         status, message, scores, files = "failed", f"{type(err).__name__}: {err}".replace("\n", " ")[:500], [], {}
     wall = time.perf_counter() - start
     torch.set_num_threads(threads)
