@@ -6,7 +6,7 @@
               [--publish DIR] [--cache-dir DIR] [--backbone-weights FILE] [--rerun [MODELS]]
               [--checkpoint-every N] [--precision P] [--strategy S] [--num-nodes N]
               [--accumulate-grad-batches N] [--no-deterministic] [--launcher local|ray] [--ray-address HOST:PORT]
-              [--threads-per-unit N] [--max-retries N]
+              [--threads-per-unit N] [--max-retries N] [--dry-run]
     bench eval --real PATH --fake PATH [--metrics fid,kid,is,prc] [--backbone NAME] [--backbone-weights FILE]
                [--resize MODE] [--n N] [--seed S] [--batch-size B] [--json]
                (PATH: folder of PNG/JPEG, .npz, datamodule:split)
@@ -198,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also copy the leaderboard to DIR/<suite>.csv and .md, results to DIR/<suite>-results.csv "
                             "(and the accuracy-vs-noise plot to DIR/<suite>-accuracy-vs-noise.png)")
     p_run.add_argument("--json", action="store_true", help="print one JSON object with the outcome on stdout")
+    p_run.add_argument("--dry-run", action="store_true",
+                       help="check everything (suite, data, models, backbones, trainer settings, --out) and list the "
+                            "units that would run; train and write nothing")
 
     p_report = sub.add_parser("report", help="merge results.csv files of one suite into one leaderboard")
     p_report.add_argument("--suite", required=True, help="the suite the results belong to (name or .yaml path)")
@@ -369,6 +372,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             backbone_weights=args.backbone_weights, rerun=rerun, launcher=args.launcher,
             ray_address=args.ray_address, threads_per_unit=args.threads_per_unit, max_retries=args.max_retries,
             console=Console(stderr=True), command=" ".join(["bench"] + [shlex.quote(a) for a in args.argv]),
+            dry_run=args.dry_run,
         )
         outcome = run_suite(spec, opts)
     except InputError as err:
@@ -377,7 +381,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except SuiteInterrupted as err:
         sys.stderr.write(f"bench: {err}\n")
         return err.exit_code
-    if outcome is None:  # a non-zero rank of a torchrun / SLURM run: rank 0 reports
+    if outcome is None:  # --dry-run, or a non-zero rank of a torchrun / SLURM run (rank 0 reports)
         return EXIT_OK
 
     from bench.plots import ACCURACY_VS_NOISE_PNG

@@ -77,6 +77,8 @@ class RunOptions:
         threads_per_unit: torch intra-op threads of each unit (None: torch's default); also the CPUs a Ray task
             asks for. Values are bit-identical between launchers at equal threads per unit.
         max_retries: Ray retries of a unit whose worker or node died, before it is recorded as failed.
+        dry_run: Check everything (suite, data, models, backbones, trainer settings, paths) and print each
+            unit with whether it would run or is complete, then stop: nothing is trained or written.
     """
 
     out_dir: Path
@@ -91,6 +93,7 @@ class RunOptions:
     ray_address: str | None = None
     threads_per_unit: int | None = None
     max_retries: int = 2
+    dry_run: bool = False
 
 
 @dataclass
@@ -560,7 +563,7 @@ def run_suite(spec: SuiteSpec, opts: RunOptions) -> SuiteOutcome | None:
     grids), checkpoints/ (while a unit trains) and accuracy_vs_noise.png when a track scores robustness.
 
     Under torchrun / SLURM with several processes (DDP of each unit), every rank trains each pending unit and
-    rank 0 alone scores it and writes; the other ranks return None.
+    rank 0 alone scores it and writes; the other ranks return None, as does a ``dry_run``.
 
     Raises:
         SuiteInterrupted: SIGINT / SIGTERM; the units complete before it are kept and the leaderboard of them
@@ -582,6 +585,12 @@ def run_suite(spec: SuiteSpec, opts: RunOptions) -> SuiteOutcome | None:
             raise SpecError(f"{spec.source}: track {unit.track!r}, model {unit.label!r}: {err}") from err
     evaluators = build_evaluators(spec, backbones, opts)
     all_units = [u for u, *_ in units]
+    if opts.dry_run:
+        say = _printer(opts.console)
+        for i, unit in enumerate(all_units, 1):
+            done = not _forced(unit, opts.rerun) and is_complete(unit, out)
+            say(f"{unit.progress(i, len(all_units))}: {'complete, would be skipped' if done else 'would run'}")
+        return None
     if global_rank() != 0:
         _follow_rank_zero(spec, units, evaluators, opts)
         return None
