@@ -35,6 +35,9 @@ METRIC_BACKBONE_FIELD: dict[str, str] = {
     "coherence": "classifier_backbone", "coherence-real": "classifier_backbone",
 }
 
+#: The metrics ``bench eval`` scores between two image sets (IS on the generated set alone).
+EVAL_METRICS: tuple[str, ...] = ("fid", "kid", "is", "prc")
+
 NAMES: dict[str, frozenset[str]] = {
     "model": MODEL_NAMES, "datamodule": DATAMODULE_NAMES, "metric": METRIC_NAMES, "backbone": BACKBONE_NAMES,
 }

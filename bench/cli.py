@@ -362,6 +362,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.fast:
             spec = fast_spec(spec, args.max_epochs is not None, args.limit_batches is not None)
         out_dir = check_out_dir(args.out or Path("runs") / spec.name, "--out")
+        if args.cache_dir is not None:
+            check_out_dir(args.cache_dir, "--cache-dir")
+        if args.backbone_weights is not None and not args.backbone_weights.is_file():
+            raise UsageError(f"--backbone-weights {args.backbone_weights}: no such file")
         if args.accelerator in ("gpu", "cuda") and not _gpu_available():
             raise UsageError("--accelerator gpu: no CUDA device is visible (torch.cuda.is_available() is False); use cpu or auto")
 
@@ -435,20 +439,28 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from bench.backbones import BACKBONES
-    from bench.backbones.build import build_backbone
-    from bench.eval_images import EVAL_METRICS, evaluate_image_sets
-    from bench.image_inputs import load_image_set
+    from bench import catalog
 
     try:
+        # names first, then the images (torch only): bad input fails before the metrics and backbones import
         metrics = _csv_list(args.metrics, "metrics")
-        unknown = [m for m in metrics if m not in EVAL_METRICS]
+        unknown = [m for m in metrics if m not in catalog.EVAL_METRICS]
         if unknown:
-            raise UsageError(f"unknown metric {unknown[0]!r} for bench eval; valid metrics: {', '.join(EVAL_METRICS)}")
-        BACKBONES.get(args.backbone)  # unknown names fail before images are read
+            raise UsageError(f"unknown metric {unknown[0]!r} for bench eval; valid metrics: "
+                             f"{', '.join(catalog.EVAL_METRICS)}")
+        if args.backbone not in catalog.BACKBONE_NAMES:
+            raise UsageError(f"--backbone: unknown backbone {args.backbone!r}; valid backbones: "
+                             f"{', '.join(catalog.names('backbone'))}")
+        if args.cache_dir is not None:
+            check_out_dir(args.cache_dir, "--cache-dir")
+        from bench.image_inputs import load_image_set
+
         real, fake = load_image_set(args.real), load_image_set(args.fake)
+        from rich.console import Console
+
+        from bench.backbones.build import build_backbone
+        from bench.eval_images import evaluate_image_sets
+
         try:
             backbone = build_backbone(args.backbone, resize=args.resize, weights_path=args.backbone_weights)
         except ValueError as err:  # e.g. an unknown --resize mode

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from bench import catalog
 from bench.backbones.base import FeatureBackbone
 from bench.errors import InputError
 from bench.features import cached_real_features, extract_features, iter_batches, real_cache_key
@@ -26,7 +27,7 @@ from bench.metrics.kid import kernel_distance
 from bench.metrics.prc import prdc
 from bench.provenance import environment_info
 
-EVAL_METRICS = ("fid", "kid", "is", "prc")
+EVAL_METRICS = catalog.EVAL_METRICS
 #: Neighbour rank of precision/recall/density/coverage.
 PRC_K = 3
 #: The likely cause named when a metric still comes out non-finite (the last check of evaluate_image_sets).

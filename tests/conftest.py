@@ -58,3 +58,14 @@ def inception_weights_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("inception") / "random-inception.pth"
     torch.save(net.state_dict(), path)
     return path
+
+
+def pytest_addoption(parser):
+    parser.addoption("--fuzz-long", action="store_true", default=False,
+                     help="run the fuzz harness (tests/fuzz) for many more examples, with fresh random seeds")
+
+
+def pytest_configure(config):
+    # read by tests/fuzz at import time (Hypothesis settings are fixed when the test module is imported)
+    if config.getoption("--fuzz-long"):
+        os.environ["BENCH_FUZZ_LONG"] = "1"
