@@ -2,9 +2,9 @@
 ``bench eval`` in subprocesses, under the harness's invariant (:func:`tests.fuzz.harness.check`) and with each
 case's known outcome: refused in one line with exit 2, or scored with finite values.
 
-By default every refused case runs (each costs one CLI start, about 1.5 s: the refusal comes before the metric
-and backbone imports) and one accepted one (all are scored in-process by tests/bench/test_hostile_images.py) and two weights files;
-``--fuzz-long`` runs every accepted case and every weights file.
+By default every refused case runs (each costs one CLI start, about 2 s: the refusal comes before the metric and
+backbone imports), one accepted case (a full start costs about 15 s; every accepted case is also scored
+in-process by tests/bench/test_hostile_images.py) and two weights files; ``--fuzz-long`` runs every case.
 """
 
 from __future__ import annotations
