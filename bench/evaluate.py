@@ -164,7 +164,7 @@ class Evaluator:
         compute = lambda: extract_features(  # noqa: E731
             self.backbone, iter_batches(images, self.spec.batch_size), len(images), "real features", self.console
         )
-        feats, _ = cached_real_features(key, compute, self.cache_dir)
+        feats, _ = cached_real_features(key, compute, self.cache_dir, source_images=images)
         return feats
 
     @torch.no_grad()

@@ -10,8 +10,10 @@ Sources, tried in order:
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -29,33 +31,76 @@ _FILES = {
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
 
+#: How to get intact files, appended to every message about a bad one.
+FIX = (
+    "reinstall the Debian package (`sudo apt-get install --reinstall dataset-fashion-mnist`, files in "
+    f"{DEBIAN_DIR}) or point data_dir / $FASHION_MNIST_DIR at a folder with the four original IDX files "
+    f"{', '.join(name for pair in _FILES.values() for name in pair)}"
+)
+_CHUNK = 1 << 20
+
+
+def _bad_file(path: Path, what: str) -> DataUnavailableError:
+    return DataUnavailableError(f"fashion-mnist: {path} {what}; {FIX}")
+
+
 def read_idx(path: Path) -> np.ndarray:
     """Reads an IDX file (optionally gzipped) as written by LeCun's MNIST and Zalando's Fashion-MNIST.
 
+    The header is read first and the body in chunks, never more than the header's shape announces, so a header
+    claiming an enormous shape allocates nothing beyond the bytes the file really holds.
+
     Raises:
-        ValueError: If the file is not a valid unsigned-byte IDX file.
+        DataUnavailableError: (a ValueError) The file cannot be read (a folder, a broken or truncated gzip stream)
+            or is not a valid unsigned-byte IDX file (magic, header, size); one line naming it and how to fix it.
     """
+    path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    if len(data) < 4:
-        raise ValueError(f"{path}: too short to be an IDX file")
-    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or dtype_code != 0x08:
-        raise ValueError(f"{path}: not an unsigned-byte IDX file (magic {data[:4].hex()})")
-    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
-    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if array.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: header says shape {shape} but holds {array.size} values")
-    return array.reshape(shape)
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(4)
+            if len(head) < 4:
+                raise _bad_file(path, f"is too short to be an IDX file ({len(head)} bytes)")
+            zero, dtype_code, ndim = struct.unpack(">HBB", head)
+            if zero != 0 or dtype_code != 0x08 or ndim == 0:
+                raise _bad_file(
+                    path, f"is not an unsigned-byte IDX file (magic {head.hex()}; expected 000008 and 1 to 255 "
+                    "dimensions)"
+                )
+            dims = f.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise _bad_file(path, f"ends inside its header ({ndim} dimensions announced)")
+            shape = struct.unpack(f">{ndim}I", dims)
+            size = math.prod(shape)  # a Python int: cannot overflow, unlike np.prod
+            chunks, total = [], 0
+            while total <= size:  # reads at most size + one chunk, whatever the header claims
+                chunk = f.read(min(_CHUNK, size - total + 1))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+    except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError; a truncated stream is EOFError
+        first = (str(err).splitlines() or [""])[0]
+        kind = "zlib.error" if isinstance(err, zlib.error) else type(err).__name__  # its bare name is "error"
+        raise _bad_file(path, f"cannot be read ({kind}: {first or 'no message'})") from err
+    if total != size:
+        more = "more" if total > size else f"only {total}"
+        raise _bad_file(path, f"has a header saying shape {shape} ({size} values) but holds {more} values")
+    return np.frombuffer(b"".join(chunks), dtype=np.uint8).reshape(shape)
 
 
 def _load_idx_dir(root: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     out = {}
     for split, (img_name, lbl_name) in _FILES.items():
         images, labels = read_idx(root / img_name), read_idx(root / lbl_name)
+        if images.ndim != 3:
+            raise _bad_file(root / img_name, f"holds an array of shape {images.shape}, not (N, H, W) images")
+        if labels.ndim != 1:
+            raise _bad_file(root / lbl_name, f"holds an array of shape {labels.shape}, not (N,) labels")
         if len(images) != len(labels):
-            raise ValueError(f"{root}: {len(images)} images but {len(labels)} labels in the {split} split")
+            raise _bad_file(root, f"holds {len(images)} images but {len(labels)} labels in the {split} split")
+        if len(labels) and int(labels.max()) >= len(CLASSES):
+            raise _bad_file(root / lbl_name, f"holds label {int(labels.max())}; Fashion-MNIST labels are 0 to 9")
         out[split] = (images, labels)
     return out
 

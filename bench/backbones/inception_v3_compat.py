@@ -22,6 +22,7 @@ from bench.backbones.base import BackboneWeightsError, FeatureBackbone, check_ui
 from bench.backbones.registry import BACKBONES
 from bench.backbones.resize import check_resize_mode, resize_label, resize_uint8
 from bench.hashing import file_sha256
+from bench.weights_files import file_problem, load_into, read_state_dict
 
 WEIGHTS_ENV = "BENCH_INCEPTION_WEIGHTS"
 INPUT_SIZE = 299
@@ -45,14 +46,18 @@ def cached_weights_path() -> str:
     return os.path.join(torch.hub.get_dir(), "checkpoints", weights_file_name())
 
 
-def _missing_weights_message(reason: str) -> str:
+def _fetch_advice() -> str:
     return (
-        f"inception-v3-compat: {reason}. Download {weights_file_name()} (torch-fidelity's conversion of the TF "
+        f"Download {weights_file_name()} (torch-fidelity's conversion of the TF "
         f"inception-2015-12-05 graph; pytorch-fid's pt_inception-2015-12-05-6726825d.pth is accepted only if its "
         f"keys match, the load is strict) from "
         f"{weights_url()} on a machine with network, and point {WEIGHTS_ENV}=/path/to/{weights_file_name()} at it "
         f"(or pass --backbone-weights FILE), or put it at {cached_weights_path()}."
     )
+
+
+def _missing_weights_message(reason: str) -> str:
+    return f"inception-v3-compat: {reason}. {_fetch_advice()}"
 
 
 def resolve_weights_path(weights_path: str | None = None) -> str:
@@ -62,12 +67,14 @@ def resolve_weights_path(weights_path: str | None = None) -> str:
     skipped when the cached file exists.
 
     Raises:
-        BackboneWeightsError: the given file does not exist, or the download failed (e.g. no network).
+        BackboneWeightsError: the given file does not exist (or is a directory), or the download failed (e.g. no
+            network).
     """
     path = weights_path or os.environ.get(WEIGHTS_ENV) or None
     if path is not None:
-        if not os.path.isfile(path):
-            raise BackboneWeightsError(_missing_weights_message(f"weights file {path} does not exist"))
+        problem = file_problem(path)
+        if problem is not None:
+            raise BackboneWeightsError(_missing_weights_message(f"weights file {path} {problem}"))
         return path
     cached = cached_weights_path()
     if not os.path.isfile(cached):
@@ -81,19 +88,37 @@ def resolve_weights_path(weights_path: str | None = None) -> str:
 
 
 def build_torch_fidelity_inception(
-    state_dict: Mapping[str, torch.Tensor], features_list: tuple[str, ...] = ("2048", "logits_unbiased")
+    state_dict: Mapping[str, torch.Tensor],
+    features_list: tuple[str, ...] = ("2048", "logits_unbiased"),
+    source: str = "(in memory)",
 ) -> torch.nn.Module:
     """torch-fidelity's ``FeatureExtractorInceptionV3`` with the given (already safely loaded) state dict.
 
     Its constructor always loads weights itself, from a path with ``weights_only=False`` or from the URL; the
     module-level ``load_state_dict_from_url`` it calls for the latter is replaced, for the duration of the call
-    only, by a function returning ``state_dict``, so nothing is unpickled by torch-fidelity and nothing is
-    downloaded. ``load_state_dict`` is strict, so a wrong file fails loudly.
+    only, by a function returning nothing to load (and the module's own ``load_state_dict`` by a no-op), so
+    nothing is unpickled by torch-fidelity and nothing is downloaded. ``state_dict`` is then loaded strictly by
+    :func:`bench.weights_files.load_into`, so a wrong file fails with one line naming ``source`` (its path).
+
+    Raises:
+        BackboneWeightsError: ``state_dict`` is not the state dict of this network (keys or shapes differ).
     """
     import torch_fidelity.feature_extractor_inceptionv3 as tfi
 
-    with _LOCK, mock.patch.object(tfi, "load_state_dict_from_url", lambda *args, **kwargs: state_dict):
-        return tfi.FeatureExtractorInceptionV3("inception-v3-compat", list(features_list))
+    with (
+        _LOCK,
+        mock.patch.object(tfi, "load_state_dict_from_url", lambda *args, **kwargs: {}),
+        mock.patch.object(tfi.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *args, **kwargs: None),
+    ):
+        net = tfi.FeatureExtractorInceptionV3("inception-v3-compat", list(features_list))
+    # After the patch is lifted: load_into calls the real (inherited) nn.Module.load_state_dict, strict. The
+    # constructor's later steps (cast to its float32 internal dtype, requires_grad off) are unaffected by the
+    # order: load_state_dict copies into the existing parameters.
+    load_into(
+        net, state_dict, source, "inception-v3-compat", target="torch-fidelity's FeatureExtractorInceptionV3",
+        hint=_fetch_advice(),
+    )
+    return net
 
 
 @BACKBONES.register("inception-v3-compat")
@@ -114,7 +139,8 @@ class InceptionV3Compat(FeatureBackbone):
 
     Raises:
         ValueError: ``size`` is not 299, or an unknown ``resize_mode``.
-        BackboneWeightsError: no weights file and the download is impossible.
+        BackboneWeightsError: no weights file and the download is impossible, or the file is unreadable (corrupt,
+            truncated, pickled objects), not a state dict, or not one of this network; one line naming the file.
     """
 
     num_features = 2048
@@ -131,9 +157,9 @@ class InceptionV3Compat(FeatureBackbone):
         self.size, self.resize_mode = size, resize_mode
         self.resize = resize_label(resize_mode, size)
         path = resolve_weights_path(weights_path)
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_state_dict(path, "inception-v3-compat", hint=_fetch_advice())
         # Both layers in one pass (the extra 2048×1008 matmul is negligible); the module is never mutated per call.
-        self.net = build_torch_fidelity_inception(state, ("2048", "logits_unbiased"))
+        self.net = build_torch_fidelity_inception(state, ("2048", "logits_unbiased"), source=path)
         self.weights_path = path
         self.weights_sha256 = file_sha256(os.path.abspath(path))
         self.requires_grad_(False)

@@ -40,6 +40,7 @@ from bench.evaluators.networks import (
     ConvClassifier,
     WordTokenizer,
 )
+from bench.weights_files import check_state_dict, load_into, read_payload
 
 #: Folder of the shipped weights files.
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "evaluators" / "weights"
@@ -91,13 +92,9 @@ def load_evaluator_file(name: str, weights_path: str | os.PathLike | None = None
             f"retrained. Restore the shipped file, or, if you retrained it on purpose with `{retrain}`, update "
             f"PINNED_SHA256 in {Path(__file__).name} (or load it explicitly with --backbone-weights {path})"
         )
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # not a torch file, pickled objects, truncated file
-        raise BackboneWeightsError(
-            f"{name}: {path} cannot be read with torch.load(weights_only=True) ({type(err).__name__}); re-create it "
-            f"with `{retrain}`"
-        ) from err
+    payload = read_payload(
+        path, name, accepted=f"an evaluator file written by `{retrain}`", hint=f"re-create it with `{retrain}`"
+    )
     required = {"name", "arch", "state_dict", "image_size", "trained_with", "validation"}
     if not isinstance(payload, dict) or not required <= payload.keys():
         found = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
@@ -151,6 +148,14 @@ class InDomainBackbone(FeatureBackbone):
     def _build(self, payload: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    def _load_state(self, payload: dict[str, Any], kind: str) -> None:
+        """Loads ``payload["state_dict"]`` into :attr:`net`, strictly, with a one-line error naming the file."""
+        name, path = self.registry_name, self.weights_path
+        retrain = f"re-create it with `python -m bench.evaluators train {name}`"
+        accepted = "an evaluator file whose 'state_dict' entry maps parameter names to tensors"
+        state = check_state_dict(payload["state_dict"], path, name, accepted=accepted, hint=retrain)
+        load_into(self.net, state, path, name, target=f"the {kind} evaluator its 'arch' entry describes", hint=retrain)
+
     @property
     def device(self) -> torch.device:
         return self.luma.device
@@ -180,12 +185,12 @@ class ClipInDomainFashion(InDomainBackbone):
         try:
             config = ContrastiveConfig.from_dict(payload["arch"])
             self.net = ContrastiveImageText(config)
-            self.net.load_state_dict(payload["state_dict"], strict=True)
             self.tokenizer = WordTokenizer(payload["vocab"], int(payload["text_length"]))
-        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:  # RuntimeError: impossible layer sizes
             raise BackboneWeightsError(
                 f"{self.registry_name}: {self.weights_path} does not hold a contrastive evaluator ({err})"
             ) from err
+        self._load_state(payload, "contrastive")
         self.num_features = config.embed_dim
         self.context_length = self.tokenizer.length
         self.last_num_truncated = 0
@@ -228,11 +233,11 @@ class ClassifierInDomain(InDomainBackbone):
         try:
             config = ClassifierConfig.from_dict(payload["arch"])
             self.net = ConvClassifier(config)
-            self.net.load_state_dict(payload["state_dict"], strict=True)
-        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:  # RuntimeError: impossible layer sizes
             raise BackboneWeightsError(
                 f"{self.registry_name}: {self.weights_path} does not hold a classifier evaluator ({err})"
             ) from err
+        self._load_state(payload, "classifier")
         self.num_features = self.net.encoder.out_dim
         self.num_classes = config.num_classes
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from bench.backbones.base import BackboneWeightsError, FeatureBackbone, check_uint8_images
 from bench.backbones.registry import BACKBONES
 from bench.hashing import file_sha256
+from bench.weights_files import file_problem, load_into, read_state_dict
 
 #: Environment variable of ``clip-vit-b-32``'s weights file.
 WEIGHTS_ENV = "BENCH_CLIP_WEIGHTS"
@@ -93,8 +94,9 @@ def resolve_weights_path(
     """
     path = weights_path or os.environ.get(weights_env) or None
     if path is not None:
-        if not os.path.isfile(path):
-            reason = f"weights file {path} does not exist"
+        problem = file_problem(path)
+        if problem is not None:
+            reason = f"weights file {path} {problem}"
             raise BackboneWeightsError(missing_weights_message(name, model_name, pretrained, weights_env, reason))
         return path
     if not pretrained:
@@ -120,8 +122,9 @@ def resolve_weights_path(
     raise BackboneWeightsError(missing_weights_message(name, model_name, pretrained, weights_env, reason))
 
 
-def load_state_dict_file(path: str) -> dict[str, torch.Tensor]:
-    """A state dict from ``.safetensors`` or a ``torch.save`` file, without unpickling arbitrary objects.
+def load_state_dict_file(path: str, name: str = "open_clip") -> dict[str, torch.Tensor]:
+    """A state dict from ``.safetensors`` or a ``torch.save`` file, without unpickling arbitrary objects
+    (:func:`bench.weights_files.read_state_dict`, the one reader of every backbone).
 
     Accepts a bare state dict or open_clip's training checkpoint (``{"state_dict": ..., "epoch": ...}``), with
     DDP's ``module.`` prefix stripped.
@@ -129,26 +132,11 @@ def load_state_dict_file(path: str) -> dict[str, torch.Tensor]:
     Raises:
         BackboneWeightsError: the file cannot be read safely (e.g. a TorchScript archive) or holds no state dict.
     """
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        state: Any = load_file(path, device="cpu")
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # TorchScript archive, pickled objects, corrupt file
-            raise BackboneWeightsError(
-                f"weights file {path} cannot be read with torch.load(weights_only=True) ({type(err).__name__}: "
-                f"{str(err).splitlines()[0] if str(err) else ''}); a TorchScript archive such as OpenAI's ViT-B-32.pt "
-                f"is not accepted: use the open_clip state dict of the same weights from the Hugging Face Hub"
-            ) from err
-    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
-        state = state["state_dict"]
-    if not isinstance(state, Mapping) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise BackboneWeightsError(f"weights file {path} does not hold a state dict (name -> tensor)")
-    if all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
-    return dict(state)
+    return read_state_dict(
+        path, name, unwrap=True,
+        hint="a TorchScript archive such as OpenAI's ViT-B-32.pt is not accepted: use the open_clip state dict of "
+        "the same weights from the Hugging Face Hub",
+    )
 
 
 class _DropRandomInitWarning(logging.Filter):
@@ -257,20 +245,17 @@ class OpenCLIPBackbone(FeatureBackbone):
         self.context_length = int(self.tokenizer.context_length)
 
         path = resolve_weights_path(weights_path, self.model_name, self.pretrained, self.weights_env, name)
-        state = load_state_dict_file(path)
+        state = load_state_dict_file(path, name)
         with _quiet_random_init():
             model = open_clip.create_model(
                 self.model_name, pretrained=None, force_quick_gelu=bool(tag_cfg.get("quick_gelu", False))
             )
         if "logit_scale" in state and state["logit_scale"].ndim != model.logit_scale.ndim:
-            state["logit_scale"] = state["logit_scale"].reshape(model.logit_scale.shape)
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as err:
-            raise BackboneWeightsError(
-                f"{name}: weights file {path} does not fit open_clip {self.model_name} ({str(err).splitlines()[0]} "
-                f"...); it must be the state dict of that architecture"
-            ) from err
+            state = {**state, "logit_scale": state["logit_scale"].reshape(model.logit_scale.shape)}
+        load_into(
+            model, state, path, name, target=f"open_clip {self.model_name}",
+            hint="it must be the state dict of that architecture",
+        )
         self.model = model
         self.weights_path = path
         self.weights_sha256 = file_sha256(os.path.abspath(path))
