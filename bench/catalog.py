@@ -10,6 +10,9 @@ against the registries again before training.
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 MODEL_NAMES: frozenset[str] = frozenset({
     "beta-vae", "dcgan", "early-concat", "early-fusion", "gpt", "info-vae", "late-average", "late-fusion",
     "late-stacking", "late-weighted", "lsgan", "maskgit", "mid-attention", "mid-concat", "mid-cross-attention",
@@ -43,6 +46,41 @@ NAMES: dict[str, frozenset[str]] = {
 }
 
 
+#: Where each kind's registry lives (module, attribute).
+_REGISTRIES = {"model": ("models", "MODELS"), "datamodule": ("datamodules", "DATAMODULES"),
+               "metric": ("bench.metrics", "METRICS"), "backbone": ("bench.backbones", "BACKBONES")}
+
+
+def _loaded_registry(kind: str) -> Any:
+    """The registry of ``kind`` if its module is already imported (never imports it), else None."""
+    module, attr = _REGISTRIES[kind]
+    return getattr(sys.modules.get(module), attr, None)
+
+
+def registered(kind: str) -> frozenset[str]:
+    """The names of ``kind`` (``model``, ``datamodule``, ``metric``, ``backbone``): the built-in ones, and those
+    registered at run time (tests, user code) when the registry is already imported."""
+    registry = _loaded_registry(kind)
+    return NAMES[kind] | frozenset(registry.names()) if registry is not None else NAMES[kind]
+
+
+def is_registered(kind: str, name: object) -> bool:
+    """Whether ``name`` is a registered ``kind`` (see :func:`registered`)."""
+    return isinstance(name, str) and name in registered(kind)
+
+
 def names(kind: str) -> list[str]:
-    """The sorted registered names of ``kind`` (``model``, ``datamodule``, ``metric``, ``backbone``)."""
-    return sorted(NAMES[kind])
+    """The sorted registered names of ``kind`` (see :func:`registered`)."""
+    return sorted(registered(kind))
+
+
+def metric_backbone_field(metric: str) -> str | None:
+    """The ``eval`` field naming the extra backbone ``metric`` is scored with, or None."""
+    if metric in METRIC_BACKBONE_FIELD:
+        return METRIC_BACKBONE_FIELD[metric]
+    registry = _loaded_registry("metric")
+    if registry is not None and metric in registry:  # registered at run time: ask the metric itself
+        from bench.metrics.base import BACKBONE_FIELD_OF_KIND
+
+        return BACKBONE_FIELD_OF_KIND.get(registry.get(metric).input_kind)
+    return None

@@ -337,7 +337,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         # the suite file and the options first: they need no heavy import, so a bad one fails in a fraction of a
         # second (torch and Lightning take 5-10 s to import)
         spec = load_suite(args.suite)
-        if args.datamodule is not None and args.datamodule not in catalog.DATAMODULE_NAMES:
+        if args.datamodule is not None and not catalog.is_registered("datamodule", args.datamodule):
             raise UsageError(f"--datamodule: unknown datamodule {args.datamodule!r}; valid datamodules: "
                              f"{', '.join(catalog.names('datamodule'))}")
         seeds = None
@@ -448,7 +448,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if unknown:
             raise UsageError(f"unknown metric {unknown[0]!r} for bench eval; valid metrics: "
                              f"{', '.join(catalog.EVAL_METRICS)}")
-        if args.backbone not in catalog.BACKBONE_NAMES:
+        if not catalog.is_registered("backbone", args.backbone):
             raise UsageError(f"--backbone: unknown backbone {args.backbone!r}; valid backbones: "
                              f"{', '.join(catalog.names('backbone'))}")
         if args.cache_dir is not None:

@@ -94,7 +94,7 @@ def _outputs(backbone: FeatureBackbone, images: ImageSet, batch_size: int, with_
     )
     if images.cache_identity is not None and not with_logits:
         key = real_cache_key(*images.cache_identity, backbone)
-        return cached_real_features(key, lambda: run(False), cache_dir)[0], None
+        return cached_real_features(key, lambda: run(False), cache_dir, source_images=images.images)[0], None
     return run(True) if with_logits else (run(False), None)
 
 

@@ -428,7 +428,7 @@ def _named_args(data: Any, where: str, source: str, kind: str, allow_label: bool
         data = {name: {} for name in data}
     if not isinstance(data, dict) or not data:
         raise SpecError(f"{source}: key '{where}' must be a non-empty mapping of {kind} names to arguments")
-    known = catalog.NAMES[kind]
+    known = catalog.registered(kind)
     out = {}
     for name, args in data.items():
         if args is not None and not isinstance(args, dict):
@@ -462,13 +462,13 @@ def check_eval_backbones(evals: EvalSpec, metrics: list[str] | tuple[str, ...], 
     """
     for fld in sorted(set(catalog.METRIC_BACKBONE_FIELD.values())):
         name = getattr(evals, fld)
-        needing = [m for m in metrics if catalog.METRIC_BACKBONE_FIELD.get(m) == fld]
+        needing = [m for m in metrics if catalog.metric_backbone_field(m) == fld]
         if needing and not name:
             raise SpecError(
                 f"{source}: key '{where}.{fld}' is missing: metrics {needing} are scored with it; set it to a "
                 f"registered backbone (`bench list backbones`)"
             )
-        if name and name not in catalog.BACKBONE_NAMES:
+        if name and not catalog.is_registered("backbone", name):
             raise SpecError(
                 f"{source}: key '{where}.{fld}': unknown backbone {name!r}; valid backbones: "
                 f"{', '.join(catalog.names('backbone'))}"
@@ -518,7 +518,7 @@ def parse_suite(data: Any, source: str) -> SuiteSpec:
         if not isinstance(metrics, list) or not metrics:
             raise SpecError(f"{source}: key '{where}.metrics' must be a non-empty list of metric names")
         for m in metrics:
-            if not isinstance(m, str) or m not in catalog.METRIC_NAMES:
+            if not catalog.is_registered("metric", m):
                 raise SpecError(f"{source}: key '{where}.metrics': unknown metric {m!r}; valid metrics: "
                                 f"{', '.join(catalog.names('metric'))}")
         if len(set(metrics)) != len(metrics):
@@ -530,7 +530,7 @@ def parse_suite(data: Any, source: str) -> SuiteSpec:
                 raise SpecError(f"{source}: key '{where}.{key}' must be a mapping")
         evals = _build(EvalSpec, {**base_eval, **(raw.get("eval") or {})}, f"{where}.eval", source)
         check_bounds(evals, f"{where}.eval", source)
-        if evals.backbone not in catalog.BACKBONE_NAMES:
+        if not catalog.is_registered("backbone", evals.backbone):
             raise SpecError(
                 f"{source}: key '{where}.eval.backbone': unknown backbone {evals.backbone!r}; valid backbones: "
                 f"{', '.join(catalog.names('backbone'))}"
