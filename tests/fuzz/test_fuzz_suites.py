@@ -107,7 +107,7 @@ def _run_case(sandbox: Sandbox, name: str, suite_bytes: bytes, extra: list[str])
     return check(sandbox, f"{name}\nsuite: {suite_bytes[:2000]!r}\nargs: {extra}", done, out, before, earlier)
 
 
-@settings(FUZZ, max_examples=examples(30, 400))
+@settings(FUZZ, max_examples=examples(30, 150))
 @given(data=mutated_suites())
 def test_fuzz_suite_files(sandbox: Sandbox, data: dict[str, Any]) -> None:
     try:
@@ -117,7 +117,7 @@ def test_fuzz_suite_files(sandbox: Sandbox, data: dict[str, Any]) -> None:
     _run_case(sandbox, "mutated suite", text, [])
 
 
-@settings(FUZZ, max_examples=examples(8, 100))
+@settings(FUZZ, max_examples=examples(8, 50))
 @given(flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=4))
 def test_fuzz_suite_bytes(sandbox: Sandbox, flips: list[tuple[int, int]]) -> None:
     raw = bytearray(yaml.safe_dump(BASE, sort_keys=False).encode())
@@ -136,7 +136,7 @@ OPTIONS = ["--models", "--datamodule", "--seeds", "--max-epochs", "--limit-batch
 FLAGS = ["--fast", "--no-deterministic", "--json"]
 
 
-@settings(FUZZ, max_examples=examples(20, 300))
+@settings(FUZZ, max_examples=examples(20, 100))
 @given(options=st.lists(st.tuples(st.sampled_from(OPTIONS), OPTION_VALUES), max_size=3),
        flags=st.lists(st.sampled_from(FLAGS), max_size=2, unique=True))
 def test_fuzz_run_arguments(sandbox: Sandbox, options: list[tuple[str, str]], flags: list[str]) -> None:
