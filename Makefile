@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup quick test clean
+.PHONY: setup quick publish-quick test clean
 
 setup: $(STAMP)
 
@@ -14,9 +14,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The main job: the `quick` suite on the embedded default data; publishes leaderboards/quick.{csv,md}.
+# The main job: the `quick` suite on the embedded default data, into runs/quick/ (results, leaderboards, HTML).
+# It leaves the tracked tree clean; `make publish-quick` also republishes leaderboards/quick.*.
 quick: $(STAMP)
-	$(BIN)/bench run --suite quick --publish leaderboards
+	$(BIN)/bench run --suite quick --out runs/quick
+
+publish-quick: $(STAMP)
+	$(BIN)/bench run --suite quick --out runs/quick --publish leaderboards
 
 # The tests, offline, on two worker processes (pytest-xdist; PYTEST_WORKERS=0 runs them in this process).
 PYTEST_WORKERS ?= 2

@@ -326,6 +326,32 @@ def check_out_dir(path: Path, option: str) -> Path:
     return path
 
 
+def _datamodule_params(name: str | None) -> frozenset[str] | None:
+    """The constructor arguments of datamodule ``name`` (imports the datamodules), or None for no name."""
+    if name is None:
+        return None
+    import inspect
+
+    from datamodules import DATAMODULES
+
+    return frozenset(inspect.signature(DATAMODULES.get(name).__init__).parameters) - {"self"}
+
+
+def _say_carried_args(spec: SuiteSpec, tracks: set[str], datamodule: str, accepted: frozenset[str] | None) -> None:
+    """One stderr line per track of ``tracks`` saying which datamodule arguments ``--datamodule`` kept and
+    dropped (``spec``: the suite before the override)."""
+    from bench.spec import carried_datamodule_args
+
+    for track in spec.tracks:
+        if track.name not in tracks or datamodule in track.datamodules:
+            continue
+        kept, dropped = carried_datamodule_args(track, datamodule, accepted)
+        if kept or dropped:
+            show = lambda d: ", ".join(f"{k}={v!r}" for k, v in d.items()) or "none"  # noqa: E731
+            sys.stderr.write(f"bench: --datamodule {datamodule}: track {track.name!r} keeps its datamodule "
+                             f"arguments {show(kept)}; dropped (not accepted by {datamodule}): {show(dropped)}\n")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -346,9 +372,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                 seeds = [int(s) for s in _csv_list(args.seeds, "seeds")]
             except ValueError:
                 raise UsageError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+        original = spec
         spec = spec.with_overrides(
             models=_csv_list(args.models, "models") if args.models is not None else None,
             datamodule=args.datamodule,
+            datamodule_params=_datamodule_params(args.datamodule),
             seeds=seeds,
             max_epochs=args.max_epochs,
             limit_batches=args.limit_batches,
@@ -356,6 +384,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                      "accumulate_grad_batches": args.accumulate_grad_batches, "deterministic": args.deterministic,
                      "checkpoint_every_n_batches": args.checkpoint_every},
         )
+        if args.datamodule is not None:
+            kept_tracks = {t.name for t in spec.tracks}
+            _say_carried_args(original, kept_tracks, args.datamodule, _datamodule_params(args.datamodule))
         rerun = _rerun(args.rerun, spec)
         if args.ray_address is not None and args.launcher != "ray":
             raise UsageError("--ray-address is for --launcher ray")

@@ -268,9 +268,28 @@ def _launched_by_cluster() -> bool:
     return "LOCAL_RANK" in os.environ or "SLURM_NTASKS" in os.environ
 
 
+def batch_limit(limit: float, n_batches: int) -> float:
+    """A ``limit_*_batches`` as Lightning should get it for a loader of ``n_batches``: a fraction that would leave
+    no batch (``0.2`` of 3 batches; Lightning refuses it, and every run of a suite failed) becomes one batch;
+    anything else is unchanged. Deterministic per datamodule, so the config hash (which holds the suite's value)
+    still fixes the numbers."""
+    if isinstance(limit, float) and 0 < limit < 1 and n_batches > 0 and int(n_batches * limit) < 1:
+        return 1
+    return limit
+
+
+def resolved_limits(trainer: TrainerSpec, dm: BenchDataModule | None) -> tuple[float, float]:
+    """(train, val) batch limits of ``trainer`` resolved for ``dm`` by :func:`batch_limit`."""
+    if dm is None:
+        return trainer.limit_train_batches, trainer.limit_val_batches
+    return (batch_limit(trainer.limit_train_batches, len(dm.train_dataloader())),
+            batch_limit(trainer.limit_val_batches, len(dm.val_dataloader())))
+
+
 def _trainer(track: TrackSpec, model: BenchModule, opts: RunOptions, log_name: str, seed: int,
-             checkpoint: pl.Callback | None = None) -> pl.Trainer:
+             checkpoint: pl.Callback | None = None, dm: BenchDataModule | None = None) -> pl.Trainer:
     t = track.trainer
+    limit_train, limit_val = resolved_limits(t, dm)
     callbacks: list[pl.Callback] = [DivergenceMonitor()]
     if checkpoint is not None:
         callbacks.append(checkpoint)
@@ -285,8 +304,8 @@ def _trainer(track: TrackSpec, model: BenchModule, opts: RunOptions, log_name: s
         num_nodes=t.num_nodes,
         precision=t.precision,
         max_epochs=t.max_epochs,
-        limit_train_batches=t.limit_train_batches,
-        limit_val_batches=t.limit_val_batches,
+        limit_train_batches=limit_train,
+        limit_val_batches=limit_val,
         gradient_clip_val=t.gradient_clip_val if automatic else None,
         accumulate_grad_batches=t.accumulate_grad_batches if automatic else 1,
         deterministic=t.deterministic,
@@ -462,7 +481,7 @@ def run_one(
     try:
         with memory:
             model = _build_model(model_name, model_args, dm, spec.source)
-            trainer = _trainer(track, model, opts, f"{track.name}/{model_name}-{dm_name}", seed, ckpt)
+            trainer = _trainer(track, model, opts, f"{track.name}/{model_name}-{dm_name}", seed, ckpt, dm)
             _fit(trainer, model, dm, ckpt, opts.console)
             if not trainer.is_global_zero:  # DDP under torchrun / SLURM: rank 0 scores and writes the unit
                 return [], {}

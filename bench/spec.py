@@ -324,12 +324,15 @@ class SuiteSpec:
         max_epochs: int | None = None,
         limit_batches: float | None = None,
         trainer: dict[str, Any] | None = None,
+        datamodule_params: frozenset[str] | None = None,
     ) -> SuiteSpec:
         """The suite restricted/modified by command-line options.
 
         Args:
             models: Keep only these models (each must be in the suite).
-            datamodule: Run every track on this datamodule instead of its own (keeping its args if it had it).
+            datamodule: Run every track on this datamodule instead of its own, with its arguments if the track
+                lists it, else the arguments of the track's own datamodule that this one accepts (see
+                :func:`carried_datamodule_args`; ``datamodule_params`` are the names it accepts).
             seeds: Replace the seeds.
             max_epochs: Replace every track's ``max_epochs``.
             limit_batches: Replace every track's ``limit_train_batches`` and ``limit_val_batches``.
@@ -353,7 +356,8 @@ class SuiteSpec:
             kept = {m: a for m, a in track.models.items() if models is None or m in models}
             if not kept:
                 continue
-            dms = track.datamodules if datamodule is None else {datamodule: track.datamodules.get(datamodule, {})}
+            dms = (track.datamodules if datamodule is None else
+                   {datamodule: carried_datamodule_args(track, datamodule, datamodule_params)[0]})
             trainer = track.trainer
             if max_epochs is not None:
                 trainer = dataclasses.replace(trainer, max_epochs=max_epochs)
@@ -364,6 +368,24 @@ class SuiteSpec:
                 trainer.check("trainer", "command line")
             tracks.append(dataclasses.replace(track, models=kept, datamodules=dms, trainer=trainer))
         return dataclasses.replace(self, tracks=tuple(tracks), seeds=tuple(seeds) if seeds else self.seeds)
+
+
+def carried_datamodule_args(track: TrackSpec, datamodule: str, accepted: frozenset[str] | None
+                            ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The arguments ``--datamodule NAME`` runs ``track`` with, and those it drops.
+
+    The track's own arguments for NAME if it lists NAME; otherwise the arguments of the track's (first)
+    datamodule whose names NAME accepts (so ``image_size`` or ``batch_size`` are not silently reset to NAME's
+    defaults), the others dropped. With ``accepted`` None, nothing is carried over.
+
+    Returns:
+        (arguments used, arguments dropped).
+    """
+    if datamodule in track.datamodules:
+        return dict(track.datamodules[datamodule]), {}
+    own = next(iter(track.datamodules.values()), {})
+    kept = {k: v for k, v in own.items() if accepted is not None and k in accepted}
+    return kept, {k: v for k, v in own.items() if k not in kept}
 
 
 # --------------------------------------------------------------------------------------------------------- loading
