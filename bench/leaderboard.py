@@ -34,6 +34,47 @@ def write_results(rows: list[dict[str, Any]], path: str | Path) -> None:
     atomic_write_text(path, results_frame(rows).to_csv(index=False, float_format="%.10g"))
 
 
+_SEED_RE = re.compile(r"(^|,)seed=\d+")
+
+
+def protocol_signature(row: Any) -> str:
+    """How a result row was scored, as one string: split, sample sizes, backbone (name, sha256 prefix, resize) and
+    the metric's own protocol text without its seed (seeds differ between the runs of one model on purpose)."""
+    parts = [f"split={row['split']}", f"n_real={_count(row['n_real'])}", f"n_fake={_count(row['n_fake'])}"]
+    if isinstance(row["backbone"], str) and row["backbone"]:
+        parts += [f"backbone={row['backbone']}", f"sha256={str(row['backbone_sha256'])[:16]}…",
+                  f"resize={row['resize']}"]
+    if isinstance(row["protocol"], str) and row["protocol"]:
+        parts.append(_SEED_RE.sub("", row["protocol"]).lstrip(","))
+    return ", ".join(p for p in parts if not p.endswith("=–"))
+
+
+def _count(value: Any) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else str(int(value))
+
+
+def protocol_notes(results: pd.DataFrame) -> dict[tuple[str, str, str], str]:
+    """The runs scored under another protocol than most runs of their track, per (track, model, datamodule).
+
+    For each track and metric, the protocol most runs share (the first seen on a tie) is the track's; a run whose
+    rows were scored otherwise (e.g. a ``--fast`` run merged into a full one by ``bench report``) gets a note
+    ``metric: its protocol`` (several joined by ``; ``). Such rows are marked in the tables, never silently mixed.
+    """
+    ok = results[results["status"] == "ok"]
+    notes: dict[tuple[str, str, str], list[str]] = {}
+    for (track, metric), grp in ok.groupby(["track", "metric"], sort=False):
+        per_run = {(track, r["model"], r["datamodule"]): protocol_signature(r)
+                   for _, r in grp.drop_duplicates(["model", "datamodule"]).iterrows()}
+        if len(set(per_run.values())) < 2:
+            continue
+        counts = pd.Series(list(per_run.values())).value_counts(sort=False)
+        usual = counts.index[counts.argmax()]
+        for run, signature in per_run.items():
+            if signature != usual:
+                notes.setdefault(run, []).append(f"{metric}: {signature}")
+    return {run: "; ".join(parts) for run, parts in notes.items()}
+
+
 def aggregate(results: pd.DataFrame, spec: SuiteSpec) -> pd.DataFrame:
     """One row per (track, model, datamodule): ``<metric>_mean`` / ``<metric>_std`` over seeds.
 
@@ -68,7 +109,11 @@ def aggregate(results: pd.DataFrame, spec: SuiteSpec) -> pd.DataFrame:
         ordered.append(part)
     table = pd.concat(ordered, ignore_index=True) if ordered else table
     metric_cols = sorted(c for c in table.columns if c.endswith(("_mean", "_std")) and c != "wall_s_mean")
-    return table[_KEYS + ["fusion_stage", "fusion_operator", "params", "n_seeds", "status"] + metric_cols + ["wall_s_mean", "peak_mem_mb_max"]]
+    notes = protocol_notes(results)
+    runs_of_rows = zip(table["track"], table["model"], table["datamodule"])
+    table["protocol_note"] = [notes.get(run, "") for run in runs_of_rows]
+    return table[_KEYS + ["fusion_stage", "fusion_operator", "params", "n_seeds", "status"] + metric_cols
+                 + ["wall_s_mean", "peak_mem_mb_max", "protocol_note"]]
 
 
 def _higher_is_better(results: pd.DataFrame, metric: str) -> bool:
@@ -201,7 +246,7 @@ def to_markdown(table: pd.DataFrame, results: pd.DataFrame, spec: SuiteSpec, com
         lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         for _, row in part.iterrows():
             params = "–" if pd.isna(row["params"]) else f"{int(row['params']):,}"
-            cells = [row["model"]]
+            cells = [f"{row['model']} †" if row.get("protocol_note") else row["model"]]
             if has_fusion:
                 cells += [_cell(row.get("fusion_stage")), _cell(row.get("fusion_operator"))]
             cells += [row["family"], row["datamodule"], params, str(row["n_seeds"])]
@@ -216,26 +261,22 @@ def to_markdown(table: pd.DataFrame, results: pd.DataFrame, spec: SuiteSpec, com
         if any(is_robustness_metric(m) for m in metrics):
             lines += [ROBUSTNESS_LEGEND, ""]
         proto = results[(results["track"] == track.name) & (results["status"] == "ok")]
+        odd = {(m, d): note for (t, m, d), note in protocol_notes(proto).items()}
         if not proto.empty:
             lines += ["Protocol:", ""]
             details: dict[str, list[str]] = {}  # one line per distinct protocol, naming every metric that shares it
             for metric, grp in proto.groupby("metric", sort=False):
-                first = grp.iloc[0]
-                detail = [f"split={first['split']}", f"n_real={first['n_real']}"]
-                if not pd.isna(first["n_fake"]):  # reference rows scored on real images only have none
-                    detail.append(f"n_fake={int(first['n_fake'])}")
-                if isinstance(first["backbone"], str) and first["backbone"]:
-                    detail += [f"backbone={first['backbone']}", f"sha256={first['backbone_sha256'][:16]}…",
-                               f"resize={first['resize']}"]
-                if isinstance(first["protocol"], str) and first["protocol"]:
-                    detail.append(first["protocol"])
-                details.setdefault(", ".join(detail), []).append(metric)
+                usual = grp[[(m, d) not in odd for m, d in zip(grp["model"], grp["datamodule"])]]
+                first = (usual if not usual.empty else grp).iloc[0]  # the track's protocol, not an odd run's
+                details.setdefault(protocol_signature(first), []).append(metric)
             for detail, names in details.items():
                 names = order_metrics(names)
                 shown = ", ".join(f"`{n}`" for n in names) if len(names) <= 3 else (
                     f"`{names[0]}` … `{names[-1]}` ({len(names)} rows)")
                 lines.append(f"- {shown}: {detail}")
             lines.append(f"- trainer: {track.trainer}")
+            for (model, dm), note in odd.items():
+                lines.append(f"- † `{model}` on `{dm}` was scored under another protocol — {note}")
             lines.append("")
     for caption, rel_path in (figures or {}).items():
         lines += (["## Figures", ""] if "## Figures" not in lines else []) + [f"![{caption}]({rel_path})", ""]

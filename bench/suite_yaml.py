@@ -42,7 +42,8 @@ class _StrictLoader(yaml.SafeLoader):
         if self.check_event(yaml.AliasEvent):
             self._aliases += 1
             if self._aliases > MAX_ALIASES:
-                raise _Refused(f"more than {MAX_ALIASES} aliases (*name); write the values out", self.peek_event().start_mark)
+                raise _Refused(f"more than {MAX_ALIASES} aliases (*name); write the values out",
+                               self.peek_event().start_mark)
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:

@@ -396,7 +396,7 @@ def test_leaderboard_csv_columns_unchanged_by_markdown(results: pd.DataFrame, ta
     columns = list(pd.read_csv(csv_path).columns)
     assert columns[:8] == ["track", "family", "model", "datamodule", "fusion_stage", "fusion_operator", "params",
                            "n_seeds"]
-    assert columns[-2:] == ["wall_s_mean", "peak_mem_mb_max"]
+    assert columns[-3:] == ["wall_s_mean", "peak_mem_mb_max", "protocol_note"]
 
 
 def test_link_figure_inserts_once_above_the_footer(fusion_markdown: str) -> None:

@@ -95,3 +95,29 @@ def test_bench_report_command_merges_and_refuses_bad_input(tmp_path: Path, capsy
     assert (out / "leaderboard.md").exists() and (tmp_path / "pub" / "synthetic.csv").exists()
     assert main(["report", "--suite", str(suite), "--results", str(tmp_path / "nope.csv"), "--out", str(out)]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_a_run_of_another_protocol_is_marked_not_mixed_silently(tmp_path: Path) -> None:
+    """Merging a full run with a --fast run of one model (fewer generated images): that row is marked and its
+    protocol listed; the protocol block describes the other rows' protocol (it used to describe the first row)."""
+    rows = make_rows(shuffle=False)
+    first = write_run(tmp_path / "full", rows, "bench run --suite synthetic")
+    fast = [dict(r, n_fake=16 if r["metric"] in ("fid", "kid") else r["n_fake"], value=r["value"] + 1)
+            for r in rows if r["model"] == "dcgan"]
+    second = write_run(tmp_path / "fast", fast, "bench run --suite synthetic --models dcgan --fast")
+    _, lb_csv, lb_md = report(SPEC, [first, second], tmp_path / "merged", "bench report --suite synthetic")
+    board = pd.read_csv(lb_csv).fillna("")
+    notes = dict(zip(board["model"], board["protocol_note"]))
+    assert "n_fake=16" in notes["dcgan"] and notes["vae"] == "" and notes["wobbly"] == ""
+    text = lb_md.read_text()
+    assert "| dcgan † |" in text
+    assert "† `dcgan` on `digits` was scored under another protocol — fid: split=test, n_real=358, n_fake=16" in text
+    protocol_lines = [line for line in text.splitlines() if line.startswith("- `fid`")]
+    assert protocol_lines and all("n_fake=32" in line for line in protocol_lines)
+
+
+def test_one_protocol_means_no_marks(tmp_path: Path) -> None:
+    rows = make_rows(shuffle=False)
+    _, lb_csv, lb_md = report(SPEC, [write_run(tmp_path / "a", rows, "bench run")], tmp_path / "m", "bench report")
+    assert pd.read_csv(lb_csv)["protocol_note"].isna().all()
+    assert "†" not in lb_md.read_text()
