@@ -6,12 +6,18 @@ fraction of a second instead of after the 5-10 s it takes to import the models. 
 :data:`bench.backbones.BACKBONES`) stay the source of truth: ``tests/test_catalog.py`` fails when a name is
 registered but missing here, or listed here but not registered, and the runner's preflight checks every name
 against the registries again before training.
+
+Plugins (:mod:`bench.plugins`) count by their entry-point names, read from the installed distributions' metadata
+without importing the plugin: a suite naming a plugin's model passes this check, and the plugin is imported (and
+refused in one line if it is broken) when the runner looks the name up.
 """
 
 from __future__ import annotations
 
 import sys
 from typing import Any
+
+from bench import plugins
 
 MODEL_NAMES: frozenset[str] = frozenset({
     "beta-vae", "dcgan", "early-concat", "early-fusion", "gpt", "info-vae", "late-average", "late-fusion",
@@ -58,10 +64,12 @@ def _loaded_registry(kind: str) -> Any:
 
 
 def registered(kind: str) -> frozenset[str]:
-    """The names of ``kind`` (``model``, ``datamodule``, ``metric``, ``backbone``): the built-in ones, and those
-    registered at run time (tests, user code) when the registry is already imported."""
+    """The names of ``kind`` (``model``, ``datamodule``, ``metric``, ``backbone``): the built-in ones, the
+    installed plugins' entry-point names (never importing a plugin), and those registered at run time (tests,
+    user code) when the registry is already imported."""
+    known = NAMES[kind] | plugins.names(kind)
     registry = _loaded_registry(kind)
-    return NAMES[kind] | frozenset(registry.names()) if registry is not None else NAMES[kind]
+    return known | frozenset(registry.names()) if registry is not None else known
 
 
 def is_registered(kind: str, name: object) -> bool:

@@ -48,3 +48,29 @@ def test_suite_parsing_imports_no_torch(tmp_path) -> None:
             "print(sorted(m for m in ('torch', 'lightning', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_plugin_names_count_without_importing_the_plugin(tmp_path) -> None:
+    """An installed distribution's entry-point names (:mod:`bench.plugins`) are catalog names, read from its
+    metadata only: the plugin's module (which raises when imported) is not imported, nor torch; once the
+    registries are imported, catalog and registries still list the same names."""
+    import os
+
+    from bench.plugins import GROUPS
+
+    info = tmp_path / "catalog_probe-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: catalog-probe\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("".join(
+        f"[{group}]\nprobe-{kind} = catalog_probe:Thing\n" for kind, group in GROUPS.items() if kind in catalog.NAMES
+    ))
+    (tmp_path / "catalog_probe.py").write_text("raise RuntimeError('the plugin was imported')\n")
+    code = ("import sys; from bench import catalog; "
+            "print(sorted(n for k in catalog.NAMES for n in catalog.registered(k) if n.startswith('probe-'))); "
+            "print(sorted(m for m in ('torch', 'lightning', 'numpy', 'catalog_probe') if m in sys.modules)); "
+            "import models, datamodules, bench.metrics, bench.backbones; "
+            "print(all(catalog.names(k) == sorted(catalog._loaded_registry(k).names()) for k in catalog.NAMES), "
+            "'catalog_probe' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.splitlines() == [str(sorted(f"probe-{k}" for k in catalog.NAMES)), "[]", "True False"]
