@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.callbacks import RichProgressBar
 
 
 class DivergenceMonitor(pl.Callback):
@@ -23,3 +24,13 @@ class DivergenceMonitor(pl.Callback):
                 pl_module.divergence_message = f"{name} became {float(value)} at epoch {trainer.current_epoch}, step {trainer.global_step}"
                 trainer.should_stop = True
                 return
+
+
+class QuietProgressBar(RichProgressBar):
+    """Lightning's rich progress bar without the logger's version (``v_num: seed0`` on every bar: the unit's
+    line above the bar already names the seed)."""
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        return items

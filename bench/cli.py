@@ -1,17 +1,19 @@
 """The ``bench`` command line.
 
-    bench list {suites,models,datamodules,metrics,backbones,fusions}
+    bench list {suites,models,datamodules,metrics,backbones,fusions} [--names]
     bench run --suite NAME [--models a,b] [--datamodule NAME] [--seeds 0,1,2] [--max-epochs N]
               [--limit-batches F] [--fast] [--accelerator auto|cpu|gpu|cuda|mps] [--devices N] [--out DIR] [--json]
               [--publish DIR] [--cache-dir DIR] [--backbone-weights FILE] [--rerun [MODELS]]
               [--checkpoint-every N] [--precision P] [--strategy S] [--num-nodes N]
               [--accumulate-grad-batches N] [--no-deterministic] [--launcher local|ray] [--ray-address HOST:PORT]
-              [--threads-per-unit N] [--max-retries N] [--dry-run]
+              [--threads-per-unit N] [--max-retries N] [--dry-run] [--logger csv,tensorboard,mlflow,wandb]
     bench eval --real PATH --fake PATH [--metrics fid,kid,is,prc] [--backbone NAME] [--backbone-weights FILE]
                [--resize MODE] [--n N] [--seed S] [--batch-size B] [--json]
                (PATH: folder of PNG/JPEG, .npz, datamodule:split)
     bench report --suite NAME --results A.csv [B.csv ...] --out DIR [--publish DIR]
                (one leaderboard from several runs of a suite's models; later files replace earlier runs)
+    bench site DIR [--out SITE]
+               (one static HTML site over every leaderboard published in DIR; SITE defaults to DIR/site)
 
 ``--fast`` is a smoke run (see :data:`FAST_RUN`): 1 epoch of 2 training and 2 validation batches per run
 (``--max-epochs`` / ``--limit-batches`` still win), smaller generative evaluation (at most 64 generated images,
@@ -141,6 +143,28 @@ def _precision(text: str) -> str:
     return value
 
 
+def _logger_names(text: str | None) -> str | None:
+    """``--logger`` → its canonical form (:func:`bench.loggers.check_logger_names`), or None when not given."""
+    from bench.loggers import LoggerNameError, check_logger_names
+
+    if text is None:
+        return None
+    try:
+        return check_logger_names(_csv_list(text, "logger"))
+    except LoggerNameError as err:
+        raise UsageError(f"--logger: {err}") from None
+
+
+def _check_tracker_packages(spec: SuiteSpec) -> None:
+    """A UsageError when a track's ``trainer.logger`` (after ``--logger``) names a tracker not installed here."""
+    from bench.loggers import missing_package
+
+    for track in spec.tracks:
+        missing = missing_package(track.trainer.logger)
+        if missing:
+            raise UsageError(f"{spec.source}: track '{track.name}': key 'trainer.logger': {missing}")
+
+
 class _OneLineParser(argparse.ArgumentParser):
     """argparse that reports errors in one line (``bench: error: ...``) with exit code 2."""
 
@@ -149,12 +173,45 @@ class _OneLineParser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: computed only when asked (the git commit needs a subprocess)."""
+
+    def __init__(self, option_strings: list[str], dest: str, help: str | None = None) -> None:  # noqa: A002
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001 - argparse's API
+        print(f"bench {_version()}")
+        parser.exit()
+
+
+def _version() -> str:
+    """The installed distribution's version and, in a git checkout, its commit."""
+    import subprocess
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        text = version("genfusion-bench")
+    except PackageNotFoundError:
+        text = "unknown (not installed)"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, text=True,
+                                capture_output=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{text} (git {commit[:12]})" if commit else text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="bench", description="Benchmark generative models and multimodal fusion.")
+    parser.add_argument("--version", action=_VersionAction, help="print the version (and git commit) and exit")
+    # every sub-command's --help shows each option's default
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
+    add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **k: add_parser(*a, formatter_class=argparse.ArgumentDefaultsHelpFormatter, **k)
 
     p_list = sub.add_parser("list", help="print registered names, one per line")
-    p_list.add_argument("kind", choices=LISTS)
+    p_list.add_argument("kind", choices=LISTS, help="which registry to list")
+    p_list.add_argument("--names", action="store_true", help="names only, one per line (for scripts)")
 
     p_run = sub.add_parser("run", help="run a suite and write results and leaderboards")
     p_run.add_argument("--suite", required=True, help="registered suite name (bench list suites) or a .yaml path")
@@ -179,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--checkpoint-every", type=_non_negative_int, metavar="N",
                        help="training batches between resumable checkpoints (0: at every epoch end; default: the "
                             "suite's, else 100); one more when training ends")
+    p_run.add_argument("--logger", metavar="NAMES",
+                       help="experiment trackers, comma-separated: csv (always on), tensorboard, mlflow, wandb "
+                            "(offline); all write under --out (default: the suite's trainer.logger, else csv)")
     p_run.add_argument("--rerun", nargs="?", const="all", metavar="MODELS",
                        help="run complete units again: all of them, or those of these comma-separated models")
     p_run.add_argument("--launcher", choices=("local", "ray"), default="local",
@@ -209,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_report.add_argument("--out", required=True, type=Path, help="output folder")
     p_report.add_argument("--publish", type=Path, metavar="DIR", help="also copy the leaderboard as bench run does")
 
+    p_site = sub.add_parser("site", help="one static HTML site over the leaderboards published in a folder")
+    p_site.add_argument("dir", type=Path, metavar="DIR", help="folder of published leaderboards (bench run --publish)")
+    p_site.add_argument("--out", type=Path, metavar="SITE", help="output folder (default DIR/site)")
+
     p_eval = sub.add_parser("eval", help="score any two image sets (folder, .npz, or datamodule:split)")
     p_eval.add_argument("--real", required=True, help="reference images: folder of PNG/JPEG, .npz, or datamodule:split")
     p_eval.add_argument("--fake", required=True, help="generated images: folder of PNG/JPEG, .npz, or datamodule:split")
@@ -220,10 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "the backbone's own")
     p_eval.add_argument("--n", type=_positive_int, help="score a seeded random subset of at most N images per set")
     p_eval.add_argument("--seed", type=int, default=0, help="seed of subsets, KID subsets and IS splits")
-    p_eval.add_argument("--batch-size", type=_positive_int, default=64)
-    p_eval.add_argument("--kid-subsets", type=_positive_int, default=100)
-    p_eval.add_argument("--kid-subset-size", type=_positive_int, default=1000)
-    p_eval.add_argument("--is-splits", type=_positive_int, default=10)
+    p_eval.add_argument("--batch-size", type=_positive_int, default=64, help="images per backbone forward")
+    p_eval.add_argument("--kid-subsets", type=_positive_int, default=100, help="KID subsets (torch-fidelity's default)")
+    p_eval.add_argument("--kid-subset-size", type=_positive_int, default=1000,
+                        help="KID subset size, clamped to the smaller set (the protocol records the clamped value)")
+    p_eval.add_argument("--is-splits", type=_positive_int, default=10, help="Inception Score splits of --fake")
     p_eval.add_argument("--cache-dir", type=Path, help="real-feature cache shared with bench run")
     p_eval.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return parser
@@ -235,9 +300,41 @@ def _gpu_available() -> bool:
     return torch.cuda.is_available()
 
 
-def cmd_list(kind: str) -> int:
-    for name in _registry(kind).names():
-        print(name)
+def describe(kind: str, name: str, obj: object) -> str:
+    """One line about a registered ``name``: the first line of its docstring (of its description for suites)
+    and, for datamodules, where their data comes from (:attr:`~datamodules.base.BenchDataModule.data_source`)."""
+    if kind == "suites":
+        from bench.suites import load_suite
+
+        try:
+            text = load_suite(name).description
+        except InputError as err:
+            return f"(cannot be read: {err})"
+    else:
+        text = getattr(obj, "__doc__", None) or ""
+    line = first_sentence(text)
+    source = getattr(obj, "data_source", None) if kind == "datamodules" else None
+    return f"{line} [{source}]" if source else line
+
+
+def first_sentence(text: str, limit: int = 110) -> str:
+    """The first sentence of ``text``'s first paragraph (joined over its lines), at most ``limit`` characters."""
+    paragraph = " ".join(text.strip().split("\n\n")[0].split()).replace("``", "`")
+    match = re.search(r"(?<=\.)\s(?=[A-Z(`])", paragraph)  # a period ending a sentence, not "e.g. x"
+    sentence = paragraph[: match.start()] if match else paragraph
+    return sentence if len(sentence) <= limit else sentence[: limit - 1].rstrip() + "…"
+
+
+def cmd_list(kind: str, names_only: bool = False) -> int:
+    registry = _registry(kind)
+    refused = registry.load_plugins()  # imports every plugin of this kind: the broken ones are reported here
+    usable = [name for name in registry.names() if name not in refused]
+    width = max(map(len, usable), default=0)
+    for name in usable:
+        print(name if names_only else f"{name:<{width}}  {describe(kind, name, registry.get(name))}".rstrip())
+    if refused:
+        sys.stderr.write(f"bench: error: {'; '.join(refused.values())}\n")
+        return EXIT_USAGE
     return EXIT_OK
 
 
@@ -337,19 +434,22 @@ def _datamodule_params(name: str | None) -> frozenset[str] | None:
     return frozenset(inspect.signature(DATAMODULES.get(name).__init__).parameters) - {"self"}
 
 
-def _say_carried_args(spec: SuiteSpec, tracks: set[str], datamodule: str, accepted: frozenset[str] | None) -> None:
-    """One stderr line per track of ``tracks`` saying which datamodule arguments ``--datamodule`` kept and
-    dropped (``spec``: the suite before the override)."""
+def _carried_args_notes(spec: SuiteSpec, tracks: set[str], datamodule: str, accepted: frozenset[str] | None
+                        ) -> list[str]:
+    """One line per track of ``tracks`` saying which datamodule arguments ``--datamodule`` kept and dropped
+    (``spec``: the suite before the override); printed once the preflight has passed."""
     from bench.spec import carried_datamodule_args
 
+    notes = []
     for track in spec.tracks:
         if track.name not in tracks or datamodule in track.datamodules:
             continue
         kept, dropped = carried_datamodule_args(track, datamodule, accepted)
         if kept or dropped:
             show = lambda d: ", ".join(f"{k}={v!r}" for k, v in d.items()) or "none"  # noqa: E731
-            sys.stderr.write(f"bench: --datamodule {datamodule}: track {track.name!r} keeps its datamodule "
-                             f"arguments {show(kept)}; dropped (not accepted by {datamodule}): {show(dropped)}\n")
+            notes.append(f"--datamodule {datamodule}: track {track.name!r} keeps its datamodule arguments "
+                         f"{show(kept)}; dropped (not accepted by {datamodule}): {show(dropped)}")
+    return notes
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -382,11 +482,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             limit_batches=args.limit_batches,
             trainer={"precision": args.precision, "strategy": args.strategy, "num_nodes": args.num_nodes,
                      "accumulate_grad_batches": args.accumulate_grad_batches, "deterministic": args.deterministic,
-                     "checkpoint_every_n_batches": args.checkpoint_every},
+                     "checkpoint_every_n_batches": args.checkpoint_every, "logger": _logger_names(args.logger)},
         )
+        _check_tracker_packages(spec)
         if args.datamodule is not None:
             kept_tracks = {t.name for t in spec.tracks}
-            _say_carried_args(original, kept_tracks, args.datamodule, _datamodule_params(args.datamodule))
+            notes = _carried_args_notes(original, kept_tracks, args.datamodule, _datamodule_params(args.datamodule))
+        else:
+            notes = []
         rerun = _rerun(args.rerun, spec)
         if args.ray_address is not None and args.launcher != "ray":
             raise UsageError("--ray-address is for --launcher ray")
@@ -407,7 +510,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             backbone_weights=args.backbone_weights, rerun=rerun, launcher=args.launcher,
             ray_address=args.ray_address, threads_per_unit=args.threads_per_unit, max_retries=args.max_retries,
             console=Console(stderr=True), command=" ".join(["bench"] + [shlex.quote(a) for a in args.argv]),
-            dry_run=args.dry_run,
+            dry_run=args.dry_run, notes=tuple(notes),
         )
         outcome = run_suite(spec, opts)
     except InputError as err:
@@ -434,10 +537,34 @@ def cmd_run(args: argparse.Namespace) -> int:
             "status_counts": outcome.status_counts, "leaderboard": outcome.leaderboard,
         }, indent=2, default=str))
     else:
-        print(outcome.leaderboard_md.read_text())
+        print_summary(spec, outcome.leaderboard)
         print(f"wrote {outcome.results_csv}, {outcome.leaderboard_csv}, {outcome.leaderboard_md}"
               + (f", {figure}" if figure else ""))
     return EXIT_RUN_FAILED if failed else EXIT_OK
+
+
+def print_summary(spec: SuiteSpec, leaderboard: list[dict]) -> None:
+    """The leaderboard on stdout as one rich table per track: model, datamodule, seeds, the primary metric's
+    mean ± std, status (the full tables, protocol and provenance are in the files)."""
+    import math
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for track in spec.tracks:
+        rows = [r for r in leaderboard if r["track"] == track.name]
+        if not rows:
+            continue
+        table = Table(title=f"{spec.name} / {track.name} (ranked by {track.primary_metric})", title_justify="left")
+        for column in ("model", "datamodule", "seeds", track.primary_metric, "status"):
+            table.add_column(column, justify="right" if column in ("seeds", track.primary_metric) else "left")
+        for r in rows:
+            mean, std = r.get(f"{track.primary_metric}_mean"), r.get(f"{track.primary_metric}_std")
+            missing = lambda v: v is None or (isinstance(v, float) and math.isnan(v))  # noqa: E731
+            value = "–" if missing(mean) else f"{mean:.4g}" + ("" if missing(std) else f" ± {std:.2g}")
+            table.add_row(str(r["model"]), str(r["datamodule"]), str(r["n_seeds"]), value, str(r["status"]))
+        console.print(table)
 
 
 def publish(publish_dir: Path, suite_name: str, leaderboard_csv: Path, leaderboard_md: Path, results_csv: Path) -> None:
@@ -466,6 +593,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.publish is not None:
         publish(args.publish, spec.name, lb_csv, lb_md, results_csv)
     print(f"wrote {results_csv}, {lb_csv}, {lb_md}")
+    return EXIT_OK
+
+
+def cmd_site(args: argparse.Namespace) -> int:
+    """``bench site DIR --out SITE`` (:mod:`bench.site`): bad input is one line, exit 2."""
+    from bench.site import build_site
+
+    try:
+        out = check_out_dir(args.out or args.dir / "site", "--out")
+        pages = build_site(args.dir, out)
+    except InputError as err:
+        sys.stderr.write(f"bench: error: {err}\n")
+        return EXIT_USAGE
+    print(f"wrote {pages[-1]} and {len(pages) - 1} suite page(s) under {out}")
     return EXIT_OK
 
 
@@ -518,17 +659,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bench`` console script."""
+    from bench.console_warnings import one_line_warnings
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     args.argv = argv
-    if args.command == "list":
-        return cmd_list(args.kind)
-    if args.command == "eval":
-        return cmd_eval(args)
-    if args.command == "report":
-        return cmd_report(args)
-    return cmd_run(args)
+    commands = {"list": lambda a: cmd_list(a.kind, a.names), "eval": cmd_eval, "report": cmd_report, "site": cmd_site}
+    try:
+        with one_line_warnings():  # each warning once, in one line, without library paths
+            return commands.get(args.command, cmd_run)(args)
+    except BrokenPipeError:  # `bench list models | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -258,6 +258,12 @@ def to_markdown(table: pd.DataFrame, results: pd.DataFrame, spec: SuiteSpec, com
                 cells.append(f"[grid]({grid})" if grid else "–")
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
         lines.append("")
+        references = part[part["family"] == "reference"]
+        if not references.empty:
+            split = "test" if track.eval.real_split == "train" else "train"
+            lines += [f"`{references['model'].iloc[0]}` is not a model: {track.eval.n_fake} real images of the "
+                      f"`{split}` split (seeded, disjoint from the reference split `{track.eval.real_split}`) scored "
+                      "exactly as generated samples are — the best score this protocol gives at this sample size.", ""]
         if any(is_robustness_metric(m) for m in metrics):
             lines += [ROBUSTNESS_LEGEND, ""]
         proto = results[(results["track"] == track.name) & (results["status"] == "ok")]

@@ -15,6 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bench.atomic import atomic_write
+from bench.plot_styles import grouped_styles
 
 _NOISE = re.compile(r"^acc-noise-(?P<modality>.+)@(?P<level>[0-9.eE+-]+)$")
 #: Stages drawn with their own line style; other values (e.g. "none" for unimodal baselines) are dash-dotted.
@@ -85,7 +86,8 @@ def accuracy_vs_noise_figure(results: pd.DataFrame) -> Figure | None:
         part = table[table["track"] == track]
         modalities = list(dict.fromkeys(part["modality"]))
         lines = list(dict.fromkeys(zip(part["datamodule"], part["model"])))
-        colors = _colors(len(lines))
+        stages = [part.loc[(part["datamodule"] == dm) & (part["model"] == m), "fusion_stage"].iloc[0] for dm, m in lines]
+        styles = grouped_styles([_STAGE_STYLE.get(stage, "-.") for stage in stages])  # distinct within a line style
         for c in range(ncols):
             ax = axes[r][c]
             if c >= len(modalities):
@@ -100,7 +102,8 @@ def accuracy_vs_noise_figure(results: pd.DataFrame) -> Figure | None:
                 label = model_label(model, stage) + (f" on {dm}" if several_datamodules else "")
                 ax.errorbar(line["level"].to_numpy(float), line["mean"].to_numpy(float),
                             yerr=line["std"].fillna(0.0).to_numpy(float), label=label,
-                            color=colors[i], linestyle=_STAGE_STYLE.get(stage, "-."), marker="o", markersize=3,
+                            color=styles[i].color, linestyle=_STAGE_STYLE.get(stage, "-."),
+                            marker=styles[i].marker, markersize=5,
                             capsize=2, linewidth=1.2)
             ax.set_title(f"{track}: {modality} corrupted", fontsize=10)
             ax.set_xlabel(f"{_LEVEL_MEANING.get(modality, 'noise level')} (0 = clean)", fontsize=8)
@@ -132,14 +135,6 @@ def plot_accuracy_vs_noise(results: pd.DataFrame, out_png: str | Path) -> Path |
     atomic_write(out_png, lambda f: fig.savefig(f, format="png", metadata={"Software": None},
                                                 bbox_inches="tight"), mode="wb")
     return out_png
-
-
-def _colors(n: int) -> list[tuple[float, float, float, float]]:
-    """``n`` distinguishable colours (tab10, then tab20 for more lines)."""
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10" if n <= 10 else "tab20"]
-    return [cmap(i % cmap.N) for i in range(n)]
 
 
 def has_noise_rows(results: pd.DataFrame) -> bool:

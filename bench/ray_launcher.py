@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from bench.runner import RunOptions, _rebuild_results, execute_unit, record_unit, unit_rows
+from bench.runner import RunOptions, _rebuild_results, execute_unit, record_unit, result_line, unit_rows
 from bench.spec import SpecError, SuiteSpec
 from bench.units import Unit, UnitLock
 
@@ -80,13 +80,15 @@ def run_units_on_ray(spec: SuiteSpec, pending: list[tuple[int, Unit, Any, Any, A
             except Exception as err:  # the worker or node died more than max_retries times
                 track = next(t for t in spec.tracks if t.name == unit.track)
                 message = f"{type(err).__name__}: {str(err).splitlines()[0]}"[:500]
-                rows, files = unit_rows(spec, track, unit, track.models[unit.label], None, "failed", message, []), {}
+                model_args = track.models.get(unit.label, {})  # {} for the real-data reference unit
+                rows, files = unit_rows(spec, track, unit, model_args, None, "failed", message, []), {}
             record_unit(unit, out, rows, files)
             lock.release()
             status = rows[0]["status"]
             done += status != "failed"
             failed += status == "failed"
-            say(f"{where}: {status} (done {done}, running {len(running)}, failed {failed})")
+            track = next(t for t in spec.tracks if t.name == unit.track)
+            say(f"{where}: {result_line(track, rows)} (done {done}, running {len(running)}, failed {failed})")
             _rebuild_results(out, all_units)
     except BaseException:
         for ref, (_, lock, _) in running.items():

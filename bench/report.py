@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.atomic import atomic_copy
+from bench.html_leaderboard import write_html_leaderboard
 from bench.leaderboard import RESULT_COLUMNS, aggregate, to_markdown, write_leaderboard, write_results
 from bench.provenance import environment_info
 from bench.runner import noise_figure
@@ -113,6 +114,7 @@ def report(spec: SuiteSpec, results: list[Path], out_dir: Path, command: str) ->
         lines.append(f"- `{_run_command(path)}`: {', '.join(models) if models else 'all replaced'}")
     markdown = markdown.replace(f"Reproduce with: `{command}`", "\n".join(lines), 1)
     lb_csv, lb_md = write_leaderboard(table, markdown, out_dir)
+    write_html_leaderboard(out_dir, spec, table, merged, command, env, grids, reproduce="\n".join(lines))
     return results_csv, lb_csv, lb_md
 
 

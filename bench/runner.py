@@ -30,26 +30,27 @@ import lightning.pytorch as pl
 import pandas as pd
 import torch
 import yaml
-from lightning.pytorch.callbacks import RichProgressBar
-from lightning.pytorch.loggers import CSVLogger
 from rich.console import Console
 
 from bench.atomic import (WriteError, atomic_write, atomic_write_text, disk_error, remove_stale_temporaries,
                           write_error)
 from bench.backbones import FeatureBackbone
 from bench.backbones.build import build_backbone
-from bench.callbacks import DivergenceMonitor
+from bench.callbacks import DivergenceMonitor, QuietProgressBar
 from bench.errors import InputError
 from bench.evaluate import Evaluator, applicable_metrics
 from bench.hashing import config_hash
+from bench.html_leaderboard import write_html_leaderboard
 from bench.interrupts import SuiteInterrupted, interruptible
 from bench.leaderboard import aggregate, results_frame, to_markdown, write_leaderboard, write_results
+from bench.loggers import build_loggers
 from bench.memory import PeakMemory
 from bench.plots import ACCURACY_VS_NOISE_PNG, plot_accuracy_vs_noise
 from bench.metrics import METRICS
 from bench.metrics.base import BACKBONE_FIELD_OF_KIND, FEATURE_BACKBONE_INPUT_KINDS
 from bench.metrics.cross_modal import ImageClassifierBackbone, ImageTextScorer
 from bench.provenance import environment_info, git_commit, package_version, utc_now
+from bench.reference import REFERENCE_FAMILY, REFERENCE_LABEL, reference_model
 from bench.resume import UnitCheckpoint
 from bench.spec import EvalSpec, SpecError, SuiteSpec, TrackSpec, TrainerSpec, check_eval_backbones, model_entry
 from bench.units import (PathOutsideOutError, Unit, UnitLock, collect_rows, inside, is_complete, results_lock,
@@ -79,6 +80,7 @@ class RunOptions:
         max_retries: Ray retries of a unit whose worker or node died, before it is recorded as failed.
         dry_run: Check everything (suite, data, models, backbones, trainer settings, paths) and print each
             unit with whether it would run or is complete, then stop: nothing is trained or written.
+        notes: Lines printed once the preflight has passed (e.g. what ``--datamodule`` kept of the suite).
     """
 
     out_dir: Path
@@ -94,6 +96,7 @@ class RunOptions:
     threads_per_unit: int | None = None
     max_retries: int = 2
     dry_run: bool = False
+    notes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -295,7 +298,7 @@ def _trainer(track: TrackSpec, model: BenchModule, opts: RunOptions, log_name: s
         callbacks.append(checkpoint)
     show_bar = opts.console is not None and sys.stderr.isatty()
     if show_bar:
-        callbacks.append(RichProgressBar(leave=False, console_kwargs={"stderr": True}))
+        callbacks.append(QuietProgressBar(leave=False, console_kwargs={"stderr": True}))
     automatic = model.automatic_optimization
     return pl.Trainer(
         accelerator=opts.accelerator,
@@ -309,7 +312,7 @@ def _trainer(track: TrackSpec, model: BenchModule, opts: RunOptions, log_name: s
         gradient_clip_val=t.gradient_clip_val if automatic else None,
         accumulate_grad_batches=t.accumulate_grad_batches if automatic else 1,
         deterministic=t.deterministic,
-        logger=CSVLogger(opts.out_dir / "logs", name=log_name, version=f"seed{seed}"),
+        logger=build_loggers(t.logger, opts.out_dir, log_name, seed),  # CSV first, then the suite's trackers
         enable_checkpointing=False,  # UnitCheckpoint (bench.resume) writes the resumable checkpoints
         enable_model_summary=False,
         enable_progress_bar=show_bar,
@@ -341,10 +344,11 @@ def check_trainer_settings(spec: SuiteSpec, opts: RunOptions, models: dict[tuple
         settings = (f"accelerator={opts.accelerator}, devices={opts.devices}, precision={t.precision}, "
                     f"strategy={t.strategy}, num_nodes={t.num_nodes}")
         try:
-            with warnings.catch_warnings():
+            # in a temporary folder that is removed: building a tracker may create its store (MLflow's)
+            with warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix="bench-preflight-") as scratch:
                 warnings.simplefilter("ignore")
-                built = _trainer(track, first, dataclasses.replace(opts, console=None,
-                                                                  out_dir=Path(tempfile.gettempdir())), "preflight", 0)
+                built = _trainer(track, first, dataclasses.replace(opts, console=None, out_dir=Path(scratch)),
+                                 "preflight", 0)
         except Exception as err:  # Lightning's MisconfigurationException / ValueError on a bad combination
             raise SpecError(f"{spec.source}: track '{track.name}': trainer settings ({settings}) cannot run here: "
                             f"{str(err).splitlines()[0]}") from err
@@ -417,7 +421,7 @@ def unit_config(track: TrackSpec, dm: BenchDataModule, label: str, model_args: d
     return {
         "track": track.name, "model": label, "model_args": model_args, "datamodule": dm.registry_name,
         "datamodule_args": dict(dm.hparams), "trainer": track.trainer.hashed(),
-        "eval": dataclasses.asdict(track.eval), "metrics": track.metrics,
+        "eval": track.eval.hashed(), "metrics": track.metrics,
     }
 
 
@@ -480,18 +484,24 @@ def run_one(
                       ignore_errors=True)
     try:
         with memory:
-            model = _build_model(model_name, model_args, dm, spec.source)
-            trainer = _trainer(track, model, opts, f"{track.name}/{model_name}-{dm_name}", seed, ckpt, dm)
-            _fit(trainer, model, dm, ckpt, opts.console)
-            if not trainer.is_global_zero:  # DDP under torchrun / SLURM: rank 0 scores and writes the unit
+            reference = model_name == REFERENCE_LABEL  # real images scored as samples, nothing trains
+            if reference and global_rank() != 0:
                 return [], {}
+            if reference:
+                model = reference_model(dm, track.eval.real_split, track.eval.n_fake)
+            else:
+                model = _build_model(model_name, model_args, dm, spec.source)
+                trainer = _trainer(track, model, opts, f"{track.name}/{model_name}-{dm_name}", seed, ckpt, dm)
+                _fit(trainer, model, dm, ckpt, opts.console)
+                if not trainer.is_global_zero:  # DDP under torchrun / SLURM: rank 0 scores and writes the unit
+                    return [], {}
             if model.diverged:
                 status, message, scores = "diverged", model.divergence_message, []
             else:
                 scores = evaluator.evaluate(model, dm, seed)
                 bad = [s.metric for s in scores if not math.isfinite(s.value)]
                 status, message = ("diverged", f"non-finite {', '.join(bad)}") if bad else ("ok", "")
-        if status == "ok":
+        if status == "ok" and not reference:
             files["weights"] = f"weights/{unit.name}.pt"
             weights = inside(opts.out_dir, files["weights"])
             atomic_write(weights, model.save_weights, mode="wb")  # never a truncated .pt, even on a full disk
@@ -516,7 +526,11 @@ def unit_rows(spec: SuiteSpec, track: TrackSpec, unit: Unit, model_args: dict[st
               peak_mb: float = 0.0) -> list[dict[str, Any]]:
     """A unit's result rows: one per score, or (no scores: a failed or diverged run) one per metric it would have
     had, with value NaN. ``model`` is None when it could not even be built (or ran on a worker that died)."""
-    family = model.family if model is not None else MODELS.get(model_entry(unit.label, model_args)[0]).family
+    if model is not None:
+        family = model.family
+    else:
+        registered = None if unit.label == REFERENCE_LABEL else MODELS.get(model_entry(unit.label, model_args)[0])
+        family = REFERENCE_FAMILY if registered is None else registered.family
     params = model.num_parameters() if model is not None else None
     stage, operator = (model.fusion_stage, model.fusion_operator) if model is not None else ("", "")
     common = {
@@ -558,12 +572,17 @@ def noise_figure(results: pd.DataFrame, out: Path) -> dict[str, str] | None:
 
 
 def suite_units(spec: SuiteSpec, dms: dict[str, BenchDataModule]) -> list[tuple[Unit, TrackSpec, BenchDataModule, dict[str, Any]]]:
-    """Every unit of ``spec`` in run order (track, datamodule, model, seed), with what running it needs."""
+    """Every unit of ``spec`` in run order (track, datamodule, model, seed), with what running it needs; a track
+    scored by feature metrics ends each datamodule with the ``real-data`` reference units (:mod:`bench.reference`)."""
     units = []
     for track in spec.tracks:
         for dm_name, dm_args in track.datamodules.items():
             dm = dms[_dm_key(dm_name, dm_args)]
-            for label, model_args in track.models.items():
+            labels = list(track.models.items())
+            reference = reference_model(dm, track.eval.real_split, track.eval.n_fake) if track.eval.reference else None
+            if reference is not None and applicable_metrics(reference, track.metrics):
+                labels.append((REFERENCE_LABEL, {}))
+            for label, model_args in labels:
                 chash = config_hash(unit_config(track, dm, label, model_args))
                 for seed in spec.seeds:
                     units.append((Unit(track.name, label, dm.registry_name, seed, chash), track, dm, model_args))
@@ -604,6 +623,8 @@ def run_suite(spec: SuiteSpec, opts: RunOptions) -> SuiteOutcome | None:
             raise SpecError(f"{spec.source}: track {unit.track!r}, model {unit.label!r}: {err}") from err
     evaluators = build_evaluators(spec, backbones, opts)
     all_units = [u for u, *_ in units]
+    for note in opts.notes if global_rank() == 0 else ():
+        _printer(opts.console)(note)
     if opts.dry_run:
         say = _printer(opts.console)
         for i, unit in enumerate(all_units, 1):
@@ -654,7 +675,7 @@ def _printer(console: Console | None) -> Any:
     """A one-line progress printer on ``console`` (messages are printed as they are: no rich markup)."""
     if console is None:
         return lambda *args, **kwargs: None
-    return lambda text: console.print(text, markup=False, highlight=False)
+    return lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # one line, unwrapped
 
 
 def global_rank() -> int:
@@ -716,9 +737,17 @@ def _run_local(spec: SuiteSpec, unit: Unit, track: TrackSpec, dm: BenchDataModul
         record_unit(unit, out, rows, files)
     finally:
         lock.release()
-    if rows[0]["status"] != "ok":
-        say(f"  {rows[0]['status']}: {rows[0]['message']}")
+    say(f"  {result_line(track, rows)}")
     _rebuild_results(out, all_units)
+
+
+def result_line(track: TrackSpec, rows: list[dict[str, Any]]) -> str:
+    """A finished unit in one line: its primary metric (or its status and reason) and its wall time."""
+    first = rows[0]
+    if first["status"] != "ok":
+        return f"{first['status']}: {first['message']}"
+    primary = next((r for r in rows if r["metric"] == track.primary_metric), first)
+    return f"ok: {primary['metric']} {primary['value']:.4g}, {first['wall_s']:.1f} s"
 
 
 def record_unit(unit: Unit, out: Path, rows: list[dict[str, Any]], files: dict[str, str]) -> None:
@@ -756,7 +785,7 @@ def _rebuild_results(out: Path, units: list[Unit]) -> list[dict[str, Any]]:
 
 
 def _write_outputs(spec: SuiteSpec, opts: RunOptions, env: dict[str, Any], units: list[Unit]) -> SuiteOutcome:
-    """results.csv, leaderboard.csv / .md (and the noise figure) from the complete units."""
+    """results.csv, leaderboard.csv / .md / .html (and the figures) from the complete units."""
     out = opts.out_dir
     with results_lock(out):
         rows = collect_rows(out, units)
@@ -767,6 +796,7 @@ def _write_outputs(spec: SuiteSpec, opts: RunOptions, env: dict[str, Any], units
         figure = noise_figure(results, out) if len(results) else None
         markdown = to_markdown(table, results, spec, opts.command, env, sample_grids(out, spec), figure)
         lb_csv, lb_md = write_leaderboard(table, markdown, out)
+        write_html_leaderboard(out, spec, table, results, opts.command, env, sample_grids(out, spec))
     runs = results.drop_duplicates(["track", "model", "datamodule", "seed"])
     return SuiteOutcome(
         out_dir=out, results_csv=results_csv, leaderboard_csv=lb_csv, leaderboard_md=lb_md,

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import catalog
+from bench import catalog, loggers
 from bench.errors import SpecError
 from bench.registry import UnknownNameError
 from bench.suite_yaml import load_yaml
@@ -175,6 +175,9 @@ class TrainerSpec:
         checkpoint_every_n_batches: Training batches between resumable checkpoints, counted over epochs (0: at
             every epoch end); one more is always written when training ends. Does not change any number, so it
             is not part of the config hash.
+        logger: Experiment trackers, comma-separated (or a YAML list) from :data:`bench.loggers.LOGGERS`: ``csv``
+            (always on), ``tensorboard``, ``mlflow``, ``wandb`` (offline); ``--logger`` replaces it. Changes no
+            number, so it is not part of the config hash.
     """
 
     max_epochs: int = 1
@@ -187,10 +190,12 @@ class TrainerSpec:
     strategy: str = "auto"
     num_nodes: int = 1
     checkpoint_every_n_batches: int = 100
+    logger: str = field(default="csv", repr=False)  # not in the leaderboard's protocol line either
 
     def __post_init__(self) -> None:
         if self.precision in PRECISION_ALIASES:
             object.__setattr__(self, "precision", PRECISION_ALIASES[self.precision])
+        object.__setattr__(self, "logger", loggers.normalize_logger_names(self.logger))
 
     def check(self, where: str, source: str) -> None:
         """Value checks beyond the types (the type checks are :func:`_build`'s).
@@ -208,6 +213,10 @@ class TrainerSpec:
             raise SpecError(f"{source}: key '{where}.checkpoint_every_n_batches' must be >= 0 (0: only at epoch "
                             f"ends), got {self.checkpoint_every_n_batches!r}")
         check_bounds(self, where, source)
+        try:
+            loggers.check_logger_names(self.logger, packages=False)  # installed: checked by the CLI after --logger
+        except loggers.LoggerNameError as err:
+            raise SpecError(f"{source}: key '{where}.logger': {err}") from None
         for name in ("limit_train_batches", "limit_val_batches"):
             _check_limit_batches(getattr(self, name), f"{where}.{name}", source, name == "limit_val_batches")
         if self.strategy == "auto":  # the default; the others need Lightning's registry (a heavy import)
@@ -223,6 +232,7 @@ class TrainerSpec:
         only where they differ from their defaults, so that the hashes of those runs stay valid."""
         data = dataclasses.asdict(self)
         data.pop("checkpoint_every_n_batches")
+        data.pop("logger")  # experiment trackers change no number
         for name in _LATER_KEYS:
             if data[name] == _TRAINER_DEFAULTS[name]:
                 data.pop(name)
@@ -270,6 +280,9 @@ class EvalSpec:
             ``coherence`` / ``coherence-real``, e.g. ``classifier-indomain-fashion``; required when the track lists
             one of them.
 
+        reference: Also score the ``real-data`` reference row (:mod:`bench.reference`: ``n_fake`` real images of
+            a split disjoint from ``real_split`` through the same evaluation) when the track has feature metrics.
+
     Caption-conditioned metrics (``cross-fid``, ``cross-kid``, ``clip-score``, ``coherence``) generate one image
     from each caption of the first ``n_fake`` examples of ``real_split`` (all of them if it has fewer).
     """
@@ -287,6 +300,14 @@ class EvalSpec:
     nll_images: int = 0
     clip_backbone: str | None = None
     classifier_backbone: str | None = None
+    reference: bool = True
+
+    def hashed(self) -> dict[str, Any]:
+        """The settings that change a run's numbers, for its config hash: every field but ``reference`` (whether
+        the track also scores the ``real-data`` reference row changes no model's numbers)."""
+        data = dataclasses.asdict(self)
+        data.pop("reference")
+        return data
 
 
 @dataclass(frozen=True)
@@ -422,6 +443,8 @@ def _build(cls: type, data: Any, where: str, source: str) -> Any:
 
 
 def _trainer_spec(data: Any, where: str, source: str) -> TrainerSpec:
+    if isinstance(data, dict) and isinstance(data.get("logger"), list):  # `logger: [csv, tensorboard]`
+        data = {**data, "logger": ",".join(map(str, data["logger"]))}
     trainer = _build(TrainerSpec, data, where, source)
     trainer.check(where, source)
     return trainer

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import torch
@@ -101,6 +101,8 @@ class BenchDataModule(pl.LightningDataModule):
     """
 
     registry_name: str
+    #: Where the data comes from, shown by ``bench list datamodules``: ships offline, or needs the hub.
+    data_source: ClassVar[str] = "offline"
 
     def __init__(self, batch_size: int = 64, num_workers: int = 0) -> None:
         super().__init__()

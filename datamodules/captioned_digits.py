@@ -100,6 +100,8 @@ class CaptionedDigitsDataModule(BenchDataModule):
         num_workers: DataLoader workers.
     """
 
+    data_source = "offline: ships with scikit-learn"
+
     def __init__(self, image_size: int = 8, occlusion: str = "half", batch_size: int = 64, num_workers: int = 0) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers)
         if occlusion not in ("half", "none"):

@@ -35,6 +35,8 @@ class DigitsDataModule(BenchDataModule):
         num_workers: DataLoader workers.
     """
 
+    data_source = "offline: ships with scikit-learn"
+
     def __init__(self, image_size: int = 8, batch_size: int = 64, num_workers: int = 0) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers)
         if image_size < 8:

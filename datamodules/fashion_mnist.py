@@ -156,6 +156,8 @@ class FashionMNISTDataModule(BenchDataModule):
         num_workers: DataLoader workers.
     """
 
+    data_source = "local: Debian dataset-fashion-mnist, $FASHION_MNIST_DIR or data_dir; else the hub"
+
     def __init__(
         self,
         data_dir: str | None = None,

@@ -101,6 +101,8 @@ class HFCaptionDataModule(SplitCaptionsMixin, BenchDataModule):
         num_workers: DataLoader workers.
     """
 
+    data_source = "hub: Hugging Face datasets (data_dir for a local copy)"
+
     hub_id: ClassVar[str]
     revision: ClassVar[str | None] = None
     allow_patterns: ClassVar[str] = "*.parquet"

@@ -83,6 +83,8 @@ class HFImageDataModule(BenchDataModule):
         num_workers: DataLoader workers.
     """
 
+    data_source = "hub: Hugging Face datasets (data_dir for a local copy)"
+
     hub_id: str
     image_column: str
     label_column: str = "label"

@@ -179,6 +179,8 @@ class HFMultimodalDataModule(BenchDataModule):
         num_workers: DataLoader workers.
     """
 
+    data_source = "hub: Hugging Face datasets (data_dir for a local copy)"
+
     default_hub_id: ClassVar[str | None]
     env_var: ClassVar[str]
     image_column: ClassVar[str] = "image"

@@ -48,7 +48,7 @@ def one_error_line(err: str) -> str:
 # ------------------------------------------------------------------------------------------------------ list
 @pytest.mark.parametrize("kind", sorted(REGISTRIES))
 def test_list_prints_registry_names(kind: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["list", kind]) == 0
+    assert main(["list", kind, "--names"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines() == REGISTRIES[kind].names()
     assert out.endswith("\n")
@@ -74,7 +74,8 @@ def test_console_script_lists_models() -> None:
     if not bench.exists():
         bench = REPO / ".venv" / "bin" / "bench"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    proc = subprocess.run([str(bench), "list", "models"], capture_output=True, text=True, timeout=120, env=env,
+    proc = subprocess.run([str(bench), "list", "models", "--names"], capture_output=True, text=True, timeout=120,
+                          env=env,
                           cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == MODELS.names()
@@ -182,7 +183,7 @@ def tiny_suite() -> dict[str, Any]:
         "seeds": [0],
         "trainer": {"max_epochs": 1, "limit_train_batches": 2, "limit_val_batches": 1},
         # backbone_size 32 instead of 224: ~50x cheaper features on a 2-core CPU; the pipeline is the same
-        "eval": {"n_fake": 32, "batch_size": 32, "kid_subsets": 5, "kid_subset_size": 16, "is_splits": 4, "backbone_size": 32,
+        "eval": {"reference": False, "n_fake": 32, "batch_size": 32, "kid_subsets": 5, "kid_subset_size": 16, "is_splits": 4, "backbone_size": 32,
                  "nll_samples": 2, "nll_images": 16},
         "tracks": [
             {

@@ -29,7 +29,7 @@ def test_limit_batches_fraction_runs_on_small_loaders(tmp_path: Path, monkeypatc
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     data = {
         "name": "limits", "seeds": [0],
-        "eval": {"backbone_size": 32, "n_fake": 16, "batch_size": 16, "kid_subsets": 2, "kid_subset_size": 8},
+        "eval": {"reference": False, "backbone_size": 32, "n_fake": 16, "batch_size": 16, "kid_subsets": 2, "kid_subset_size": 8},
         "tracks": [{"name": "gen", "primary_metric": "kid", "metrics": ["kid"],
                     "datamodules": {"digits": {"image_size": 8, "batch_size": 256}},  # 2 val batches, 5 train
                     "models": {"dcgan": {"latent_dim": 8, "width": 8}}}],

@@ -76,7 +76,7 @@ def _suite(tmp_path: Path) -> Path:
     data = {
         "name": "disk-full", "seeds": [0],
         "trainer": {"max_epochs": 1, "limit_train_batches": 3, "limit_val_batches": 1},
-        "eval": {"backbone_size": 32, "n_fake": 16, "batch_size": 16, "kid_subsets": 2, "kid_subset_size": 8},
+        "eval": {"reference": False, "backbone_size": 32, "n_fake": 16, "batch_size": 16, "kid_subsets": 2, "kid_subset_size": 8},
         "tracks": [{"name": "gen", "primary_metric": "kid", "metrics": ["kid", "mse"],
                     "datamodules": {"digits": {"image_size": 8, "batch_size": 32}},
                     "models": {"dcgan": {"latent_dim": 8, "width": 8}, "vae": {"latent_dim": 4, "width": 8}}}],

@@ -332,7 +332,7 @@ def one_line(stderr: str) -> str:
 
 
 def test_list_models_shows_the_plugin_and_reports_the_broken_ones(site: Path) -> None:
-    proc = bench(site, "list", "models")
+    proc = bench(site, "list", "models", "--names")
     assert proc.returncode == 2
     listed = proc.stdout.splitlines()
     assert "tiny-gan" in listed and "dcgan" in listed and listed == sorted(listed)
@@ -345,7 +345,7 @@ def test_list_models_shows_the_plugin_and_reports_the_broken_ones(site: Path) ->
 
 
 def test_list_suites_shows_the_plugin_suite(site: Path) -> None:
-    proc = bench(site, "list", "suites")
+    proc = bench(site, "list", "suites", "--names")
     assert proc.returncode == 2 and "my-gan" in proc.stdout.splitlines() and "quick" in proc.stdout.splitlines()
     line = one_line(proc.stderr)
     assert "plugin 'broken-suite'" in line and "bad-plugins 0.1.0" in line and "/no/such/suite.yaml" in line

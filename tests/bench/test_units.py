@@ -41,7 +41,7 @@ def tiny_suite(**trainer: Any) -> dict[str, Any]:
         "seeds": [0, 1],
         "trainer": {"max_epochs": 2, "limit_train_batches": 6, "limit_val_batches": 1,
                     "checkpoint_every_n_batches": 2, **trainer},
-        "eval": {"backbone": "efficientnet-lite0", "backbone_size": 32, "n_fake": 40, "batch_size": 40,
+        "eval": {"reference": False, "backbone": "efficientnet-lite0", "backbone_size": 32, "n_fake": 40, "batch_size": 40,
                  "kid_subsets": 5, "kid_subset_size": 20},
         "tracks": [
             {"name": "gen", "primary_metric": "kid", "metrics": ["kid", "mse"],
