@@ -44,6 +44,9 @@ METRIC_BACKBONE_FIELD: dict[str, str] = {
     "coherence": "classifier_backbone", "coherence-real": "classifier_backbone",
 }
 
+#: The label of the ``real-data`` reference row (:mod:`bench.reference`): reserved, never a model label in a suite.
+REFERENCE_LABEL = "real-data"
+
 #: The metrics ``bench eval`` scores between two image sets (IS on the generated set alone).
 EVAL_METRICS: tuple[str, ...] = ("fid", "kid", "is", "prc")
 

@@ -399,9 +399,11 @@ def _rerun(text: str | None, spec) -> bool | frozenset[str]:
         return False
     if text == "all":
         return True
+    from bench import catalog
+
     labels = _csv_list(text, "rerun")
     in_suite = sorted({m for t in spec.tracks for m in t.models})
-    unknown = [m for m in labels if m not in in_suite]
+    unknown = [m for m in labels if m not in in_suite and m != catalog.REFERENCE_LABEL]
     if unknown:
         raise UsageError(f"--rerun: model {unknown[0]!r} is not in this run of suite {spec.name!r}; its models: "
                          f"{', '.join(in_suite)}")

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import torch
 
+from bench.catalog import REFERENCE_LABEL
 from datamodules import BenchDataModule
 from models import ImageGenerator
 
-#: The reference row's model label (not a registered model: it is not trainable and never in a suite file).
-REFERENCE_LABEL = "real-data"
 REFERENCE_FAMILY = "reference"
+__all__ = ["REFERENCE_FAMILY", "REFERENCE_LABEL", "RealDataReference", "reference_model", "reference_split"]
 
 
 def reference_split(real_split: str) -> str:

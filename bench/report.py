@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.atomic import atomic_copy
+from bench.catalog import REFERENCE_LABEL
 from bench.html_leaderboard import write_html_leaderboard
 from bench.leaderboard import RESULT_COLUMNS, aggregate, to_markdown, write_leaderboard, write_results
 from bench.provenance import environment_info
@@ -63,7 +64,7 @@ def merge_results(frames: list[pd.DataFrame], spec: SuiteSpec, sources: list[str
     Raises:
         SpecError: If a frame is of another suite, or holds a track or model the suite does not list.
     """
-    known = {(t.name, m) for t in spec.tracks for m in t.models}
+    known = {(t.name, m) for t in spec.tracks for m in [*t.models, REFERENCE_LABEL]}
     kept: list[pd.DataFrame] = []
     for i, (frame, source) in enumerate(zip(frames, sources)):
         suites = sorted(set(frame["suite"]))

@@ -371,11 +371,14 @@ class SuiteSpec:
         if models is not None:
             in_suite = sorted({m for t in self.tracks for m in t.models})
             for m in models:
-                if m not in in_suite:
-                    raise UnknownNameError(f"model {m!r} is not in suite {self.name!r}; its models: {', '.join(in_suite)}")
+                if m not in in_suite and m != catalog.REFERENCE_LABEL:
+                    raise UnknownNameError(f"model {m!r} is not in suite {self.name!r}; its models: "
+                                           f"{', '.join(in_suite)} (and {catalog.REFERENCE_LABEL}, the reference row)")
         for track in self.tracks:
             kept = {m: a for m, a in track.models.items() if models is None or m in models}
-            if not kept:
+            # `--models real-data` keeps a track for its reference row alone (added to a published leaderboard
+            # with `bench report`, without training its models again)
+            if not kept and not (models is not None and catalog.REFERENCE_LABEL in models and track.eval.reference):
                 continue
             dms = (track.datamodules if datamodule is None else
                    {datamodule: carried_datamodule_args(track, datamodule, datamodule_params)[0]})
@@ -486,6 +489,9 @@ def _named_args(data: Any, where: str, source: str, kind: str, allow_label: bool
                 f"{source}: key '{key}': unknown {kind} {registered!r}; valid {kind}s: {', '.join(sorted(known))}"
             )
         check_safe_name(name, where, source)
+        if allow_label and name == catalog.REFERENCE_LABEL:
+            raise SpecError(f"{source}: key '{where}.{name}': the label {name!r} is reserved for the reference row "
+                            f"of real images (bench.reference); choose another label")
         for arg, value in args.items():
             if not isinstance(arg, str) or not arg.isidentifier():
                 raise SpecError(f"{source}: key '{where}.{name}': argument name {arg!r} is not an identifier")

@@ -30,35 +30,54 @@ def test_reference_images_come_from_a_disjoint_split_without_replacement() -> No
     assert reference_model(dm, "test", 16).split == "train"
 
 
-def test_generative_tracks_get_a_reference_row(tmp_path: Path, monkeypatch) -> None:
+def test_generative_tracks_get_a_reference_row(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     data = {
         "name": "reference", "seeds": [0, 1],
         "trainer": {"max_epochs": 1, "limit_train_batches": 2, "limit_val_batches": 1},
-        "eval": {"backbone_size": 32, "n_fake": 32, "batch_size": 32, "kid_subsets": 4, "kid_subset_size": 16},
+        "eval": {"backbone_size": 32, "n_fake": 32, "batch_size": 32, "kid_subsets": 4, "kid_subset_size": 16,
+                 "reference": False},
         "tracks": [{"name": "gen", "primary_metric": "kid", "metrics": ["kid", "mse"],
                     "datamodules": {"digits": {"image_size": 8}},
                     "models": {"vae": {"latent_dim": 4, "width": 8}}}],
     }
     suite = tmp_path / "s.yaml"
     suite.write_text(yaml.safe_dump(data))
-    out = tmp_path / "out"
-    assert main(["run", "--suite", str(suite), "--out", str(out), "--json"]) == 0
-    results = pd.read_csv(out / "results.csv")
-    ref = results[results["model"] == REFERENCE_LABEL]
+    first, ref_only = tmp_path / "first", tmp_path / "ref"
+    assert main(["run", "--suite", str(suite), "--out", str(first), "--json"]) == 0  # no reference row
+    assert REFERENCE_LABEL not in set(pd.read_csv(first / "results.csv")["model"])
+
+    # the reference row alone, for a published leaderboard: `--models real-data`, nothing trains
+    data["eval"]["reference"] = True
+    suite.write_text(yaml.safe_dump(data))
+    assert main(["run", "--suite", str(suite), "--out", str(ref_only), "--models", REFERENCE_LABEL, "--json"]) == 0
+    ref = pd.read_csv(ref_only / "results.csv")
+    assert set(ref["model"]) == {REFERENCE_LABEL} and not (ref_only / "weights").exists()
     assert list(ref["metric"]) == ["kid", "kid"] and (ref["family"] == "reference").all()  # no mse: nothing to rebuild
     assert (ref["status"] == "ok").all() and (ref["n_fake"] == 32).all() and sorted(ref["seed"]) == [0, 1]
-    vae = results[(results["model"] == "vae") & (results["metric"] == "kid")]
-    assert ref["value"].mean() < vae["value"].mean()  # real images beat a 2-batch VAE
-    board = pd.read_csv(out / "leaderboard.csv")
-    assert list(board["model"]) == [REFERENCE_LABEL, "vae"]  # ranked first: the floor
-    text = (out / "leaderboard.md").read_text()
-    assert "is not a model: 32 real images of the `train` split" in text
-    assert not (out / "weights" / "gen" / "real-data-digits-seed0.pt").exists()
 
-    # the flag is not in any key: the vae units stay complete and are not trained again
-    data["eval"]["reference"] = False
-    suite.write_text(yaml.safe_dump(data))
-    assert main(["run", "--suite", str(suite), "--out", str(out), "--json"]) == 0
-    again = pd.read_csv(out / "results.csv")
-    assert again.loc[again["model"] == "vae", "value"].tolist() == results.loc[results["model"] == "vae", "value"].tolist()
+    merged = tmp_path / "merged"
+    assert main(["report", "--suite", str(suite), "--results", str(first / "results.csv"),
+                 str(ref_only / "results.csv"), "--out", str(merged)]) == 0
+    board = pd.read_csv(merged / "leaderboard.csv")
+    assert list(board["model"]) == [REFERENCE_LABEL, "vae"]  # ranked first: the floor of the protocol
+    assert board.loc[0, "kid_mean"] < board.loc[1, "kid_mean"]  # real images beat a 2-batch VAE
+    text = (merged / "leaderboard.md").read_text()
+    assert "is not a model: 32 real images of the `train` split" in text
+
+    # the flag is in no key: rerunning the first folder keeps its vae units and adds the same reference values
+    capsys.readouterr()
+    assert main(["run", "--suite", str(suite), "--out", str(first), "--json"]) == 0
+    assert capsys.readouterr().err.count("complete, skipped") == 2
+    again = pd.read_csv(first / "results.csv")
+    assert again.loc[again["model"] == REFERENCE_LABEL, "value"].tolist() == ref["value"].tolist()
+
+
+def test_reference_label_is_reserved(tmp_path: Path) -> None:
+    from bench.spec import SpecError, parse_suite
+
+    data = {"name": "s", "seeds": [0], "tracks": [{"name": "t", "primary_metric": "fid", "metrics": ["fid"],
+                                                   "datamodules": ["digits"],
+                                                   "models": {REFERENCE_LABEL: {"model": "dcgan"}}}]}
+    with pytest.raises(SpecError, match="reserved"):
+        parse_suite(data, "s.yaml")
