@@ -54,10 +54,12 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 def progress(console: Console | None) -> Progress:
-    """A rich progress bar (drawn on ``console``; disabled when it is None)."""
+    """A rich progress bar (drawn on ``console``; disabled when it is None or not a terminal)."""
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=console or Console(file=io.StringIO()), disable=console is None, transient=True,
+        # drawn only on a terminal: a log file or pipe would get an empty line per bar instead
+        console=console or Console(file=io.StringIO()), disable=console is None or not console.is_terminal,
+        transient=True,
     )
 
 
