@@ -137,10 +137,12 @@ def row_protocol(view: LeaderboardView, track: TrackView, row: pd.Series) -> str
 
 
 def _best_rows(rows: pd.DataFrame, track: TrackView) -> dict[str, Any]:
-    """Per metric, the index of the row with the best mean."""
+    """Per metric, the index of the model row with the best mean (the ``reference`` row of real images is not a
+    model: it is never highlighted)."""
     best = {}
+    models = rows[rows["family"] != "reference"] if "family" in rows else rows
     for metric in track.metrics:
-        values = pd.to_numeric(rows[f"{metric}_mean"], errors="coerce").dropna()
+        values = pd.to_numeric(models[f"{metric}_mean"], errors="coerce").dropna()
         if len(values) > 1:
             best[metric] = values.idxmax() if track.higher.get(metric, True) else values.idxmin()
     return best

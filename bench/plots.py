@@ -52,7 +52,7 @@ def accuracy_vs_noise_table(results: pd.DataFrame) -> pd.DataFrame:
     keys = ["track", "datamodule", "model"]
     clean = ok[ok["metric"] == "accuracy"].merge(noisy[keys + ["modality"]].drop_duplicates(), on=keys)
     rows = pd.concat([noisy, clean.assign(level=0.0)], ignore_index=True)
-    rows["fusion_stage"] = rows["fusion_stage"].fillna("")
+    rows["fusion_stage"] = rows["fusion_stage"].astype(object).fillna("")
     stats = rows.groupby(keys + ["modality", "level"], sort=False).agg(
         fusion_stage=("fusion_stage", "first"), mean=("value", "mean"), std=("value", "std"),
         n_seeds=("seed", "nunique"),

@@ -46,7 +46,7 @@ def read_results(path: str | Path) -> pd.DataFrame:
     if missing:
         raise SpecError(f"{path}: not a results.csv, it lacks the columns {missing}")
     for column in _TEXT_COLUMNS:
-        frame[column] = frame[column].fillna("").astype(str)
+        frame[column] = frame[column].astype(object).fillna("").astype(str)  # an all-empty column reads as float
     return frame[list(RESULT_COLUMNS)]
 
 
