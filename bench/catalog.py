@@ -47,6 +47,11 @@ METRIC_BACKBONE_FIELD: dict[str, str] = {
 #: The label of the ``real-data`` reference row (:mod:`bench.reference`): reserved, never a model label in a suite.
 REFERENCE_LABEL = "real-data"
 
+def reference_split(real_split: str) -> str:
+    """The real split the reference row's images come from: disjoint from the reference split ``real_split``."""
+    return "test" if real_split == "train" else "train"
+
+
 #: The metrics ``bench eval`` scores between two image sets (IS on the generated set alone).
 EVAL_METRICS: tuple[str, ...] = ("fid", "kid", "is", "prc")
 

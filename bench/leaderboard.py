@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench import catalog
 from bench.atomic import atomic_write_text
 from bench.spec import SuiteSpec
 
@@ -260,7 +261,7 @@ def to_markdown(table: pd.DataFrame, results: pd.DataFrame, spec: SuiteSpec, com
         lines.append("")
         references = part[part["family"] == "reference"]
         if not references.empty:
-            split = "test" if track.eval.real_split == "train" else "train"
+            split = catalog.reference_split(track.eval.real_split)
             lines += [f"`{references['model'].iloc[0]}` is not a model: {track.eval.n_fake} real images of the "
                       f"`{split}` split (seeded, disjoint from the reference split `{track.eval.real_split}`) scored "
                       "exactly as generated samples are — the best score this protocol gives at this sample size.", ""]

@@ -13,17 +13,12 @@ from __future__ import annotations
 
 import torch
 
-from bench.catalog import REFERENCE_LABEL
+from bench.catalog import REFERENCE_LABEL, reference_split
 from datamodules import BenchDataModule
 from models import ImageGenerator
 
 REFERENCE_FAMILY = "reference"
 __all__ = ["REFERENCE_FAMILY", "REFERENCE_LABEL", "RealDataReference", "reference_model", "reference_split"]
-
-
-def reference_split(real_split: str) -> str:
-    """The real split the reference images come from: disjoint from ``real_split``."""
-    return "test" if real_split == "train" else "train"
 
 
 class RealDataReference(ImageGenerator):
