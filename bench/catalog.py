@@ -62,7 +62,17 @@ NAMES: dict[str, frozenset[str]] = {
 
 #: Where each kind's registry lives (module, attribute).
 _REGISTRIES = {"model": ("models", "MODELS"), "datamodule": ("datamodules", "DATAMODULES"),
-               "metric": ("bench.metrics", "METRICS"), "backbone": ("bench.backbones", "BACKBONES")}
+               "metric": ("bench.metrics", "METRICS"), "backbone": ("bench.backbones", "BACKBONES"),
+               "suite": ("bench.suites", "SUITES"), "fusion": ("models.fusion.operators", "FUSIONS")}
+
+
+def registry(kind: str) -> Any:
+    """The registry of ``kind`` (``model``, ``datamodule``, ``metric``, ``backbone``, ``suite``, ``fusion``),
+    importing its module (a heavy import for all but suites)."""
+    import importlib
+
+    module, attr = _REGISTRIES[kind]
+    return getattr(importlib.import_module(module), attr)
 
 
 def _loaded_registry(kind: str) -> Any:

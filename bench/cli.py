@@ -68,29 +68,10 @@ class UsageError(InputError):
 
 
 def _registry(kind: str):
-    if kind == "suites":
-        from bench.suites import SUITES
+    """The registry ``bench list KIND`` shows (KIND is plural: ``models``, ``suites``, ...)."""
+    from bench import catalog
 
-        return SUITES
-    if kind == "models":
-        from models import MODELS
-
-        return MODELS
-    if kind == "datamodules":
-        from datamodules import DATAMODULES
-
-        return DATAMODULES
-    if kind == "metrics":
-        from bench.metrics import METRICS
-
-        return METRICS
-    if kind == "fusions":
-        from models.fusion.operators import FUSIONS
-
-        return FUSIONS
-    from bench.backbones import BACKBONES
-
-    return BACKBONES
+    return catalog.registry(kind.removesuffix("s"))
 
 
 def _csv_list(text: str, what: str) -> list[str]:
@@ -474,11 +455,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                 seeds = [int(s) for s in _csv_list(args.seeds, "seeds")]
             except ValueError:
                 raise UsageError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
-        original = spec
+        original, datamodule_params = spec, _datamodule_params(args.datamodule)
         spec = spec.with_overrides(
             models=_csv_list(args.models, "models") if args.models is not None else None,
             datamodule=args.datamodule,
-            datamodule_params=_datamodule_params(args.datamodule),
+            datamodule_params=datamodule_params,
             seeds=seeds,
             max_epochs=args.max_epochs,
             limit_batches=args.limit_batches,
@@ -489,7 +470,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _check_tracker_packages(spec)
         if args.datamodule is not None:
             kept_tracks = {t.name for t in spec.tracks}
-            notes = _carried_args_notes(original, kept_tracks, args.datamodule, _datamodule_params(args.datamodule))
+            notes = _carried_args_notes(original, kept_tracks, args.datamodule, datamodule_params)
         else:
             notes = []
         rerun = _rerun(args.rerun, spec)

@@ -10,27 +10,9 @@ import pytest
 from bench import catalog
 
 
-def _registry(kind: str):
-    if kind == "model":
-        from models import MODELS
-
-        return MODELS
-    if kind == "datamodule":
-        from datamodules import DATAMODULES
-
-        return DATAMODULES
-    if kind == "metric":
-        from bench.metrics import METRICS
-
-        return METRICS
-    from bench.backbones import BACKBONES
-
-    return BACKBONES
-
-
 @pytest.mark.parametrize("kind", sorted(catalog.NAMES))
 def test_catalog_matches_registry(kind: str) -> None:
-    assert catalog.names(kind) == sorted(_registry(kind).names())
+    assert catalog.names(kind) == sorted(catalog.registry(kind).names())
 
 
 def test_metric_backbone_fields_match_kinds() -> None:
