@@ -20,28 +20,30 @@ from typing import Any
 from bench import plugins
 
 MODEL_NAMES: frozenset[str] = frozenset({
-    "beta-vae", "dcgan", "early-concat", "early-fusion", "gpt", "info-vae", "late-average", "late-fusion",
-    "late-stacking", "late-weighted", "lsgan", "maskgit", "mid-attention", "mid-concat", "mid-cross-attention",
-    "mid-gated", "mid-lowrank-tensor", "mid-sum", "mid-tensor", "mvae-early", "mvae-late", "mvae-mid", "progan",
-    "stylegan", "text2image-gpt", "transformer-xl", "unimodal-image", "unimodal-text", "vae", "vit", "vq-vae",
-    "wgan", "wgan-gp",
+    "beta-vae", "dcgan", "early-concat", "early-fusion", "gpt", "info-vae", "late-average", "late-fusion", "late-stacking", "late-weighted", "lsgan",
+    "maskgit", "mid-attention", "mid-concat", "mid-cross-attention", "mid-gated", "mid-lowrank-tensor", "mid-sum",
+    "mid-tensor", "mmvae", "mopoe", "mvae-early", "mvae-late", "mvae-mid", "progan", "stylegan", "text2image-gpt",
+    "transformer-xl", "unimodal-image", "unimodal-text", "vae", "vit", "vq-vae", "wgan", "wgan-gp",
 })
 DATAMODULE_NAMES: frozenset[str] = frozenset({
     "captioned-digits", "captioned-fashion-mnist", "cifar10", "digits", "fashion-mnist", "flickr30k",
     "fusion-fashion-mnist", "hateful-memes", "mm-imdb", "mnist",
 })
 METRIC_NAMES: frozenset[str] = frozenset({
-    "accuracy", "clip-score", "clip-score-real", "coherence", "coherence-real", "cross-fid", "cross-kid", "f1-macro",
-    "fid", "is", "kid", "mse", "nll-bpd", "prc", "psnr", "robustness", "ssim",
+    "accuracy", "authpct", "clip-score", "clip-score-real", "cmmd", "coherence", "coherence-real", "cross-fid",
+    "cross-kid", "f1-macro", "fd", "fid", "is", "kd", "kid", "memorization", "mse", "nll-bpd", "per-class-fid", "prc",
+    "psnr", "robustness", "ssim", "vendi",
 })
 BACKBONE_NAMES: frozenset[str] = frozenset({
     "classifier-indomain-digits", "classifier-indomain-fashion", "clip-indomain-fashion", "clip-vit-b-32",
-    "efficientnet-lite0", "inception-v3-compat",
+    "dinov2-vits14", "efficientnet-lite0", "inception-v3-compat",
 })
-#: The ``eval`` field naming the extra backbone a metric is scored with (``BACKBONE_FIELD_OF_KIND`` of its kind).
+#: The ``eval`` field naming the extra backbone a metric is scored with (from its requests:
+#: ``bench.metrics.requests.backbone_fields``).
 METRIC_BACKBONE_FIELD: dict[str, str] = {
     "clip-score": "clip_backbone", "clip-score-real": "clip_backbone",
     "coherence": "classifier_backbone", "coherence-real": "classifier_backbone",
+    "per-class-fid": "classifier_backbone",
 }
 
 #: The label of the ``real-data`` reference row (:mod:`bench.reference`): reserved, never a model label in a suite.
@@ -52,8 +54,11 @@ def reference_split(real_split: str) -> str:
     return "test" if real_split == "train" else "train"
 
 
-#: The metrics ``bench eval`` scores between two image sets (IS on the generated set alone).
-EVAL_METRICS: tuple[str, ...] = ("fid", "kid", "is", "prc")
+#: The metrics ``bench eval`` scores between two image sets (IS and vendi on the generated set alone; authpct and
+#: memorization against ``--train``).
+EVAL_METRICS: tuple[str, ...] = (
+    "fid", "kid", "is", "prc", "fd", "kd", "cmmd", "vendi", "authpct", "memorization",
+)
 
 NAMES: dict[str, frozenset[str]] = {
     "model": MODEL_NAMES, "datamodule": DATAMODULE_NAMES, "metric": METRIC_NAMES, "backbone": BACKBONE_NAMES,
@@ -106,7 +111,12 @@ def metric_backbone_field(metric: str) -> str | None:
         return METRIC_BACKBONE_FIELD[metric]
     registry = _loaded_registry("metric")
     if registry is not None and metric in registry:  # registered at run time: ask the metric itself
-        from bench.metrics.base import BACKBONE_FIELD_OF_KIND
+        from bench.metrics.base import probe_requests
+        from bench.metrics.requests import backbone_fields
 
-        return BACKBONE_FIELD_OF_KIND.get(registry.get(metric).input_kind)
+        try:
+            fields = backbone_fields(probe_requests(registry.get(metric)))
+        except Exception:  # noqa: BLE001  a metric that cannot be built is reported by the runner's preflight
+            return None
+        return min(fields) if fields else None
     return None

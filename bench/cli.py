@@ -43,7 +43,7 @@ import re
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bench.errors import InputError
 
@@ -257,20 +257,33 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval = sub.add_parser("eval", help="score any two image sets (folder, .npz, or datamodule:split)")
     p_eval.add_argument("--real", required=True, help="reference images: folder of PNG/JPEG, .npz, or datamodule:split")
     p_eval.add_argument("--fake", required=True, help="generated images: folder of PNG/JPEG, .npz, or datamodule:split")
-    p_eval.add_argument("--metrics", default="fid,kid", help="comma-separated subset of fid,kid,is,prc")
+    p_eval.add_argument("--train", metavar="SOURCE", help="training images (memorization metrics authpct, "
+                        "memorization): folder, .npz, or datamodule:split")
+    p_eval.add_argument("--data-dir", type=Path, metavar="DIR",
+                        help="data folder of datamodule:split sources (e.g. where Fashion-MNIST's idx files are)")
+    p_eval.add_argument("--metrics", default="fid,kid",
+                        help="comma-separated metrics, each optionally <metric>@<backbone>; valid: "
+                             "fid, fd, kid, kd, is, prc, cmmd, vendi, authpct, memorization")
     p_eval.add_argument("--backbone", default="efficientnet-lite0", help="registered backbone (bench list backbones)")
     p_eval.add_argument("--backbone-weights", type=Path, metavar="FILE", help="weights file for the backbone")
+    p_eval.add_argument("--backbone-size", type=_positive_int, metavar="PX",
+                        help="input side the backbone resizes to (a suite's eval.backbone_size); default: its own")
     p_eval.add_argument("--resize", metavar="MODE", help="resize mode: tf1-bilinear (torch-fidelity/TF1, the "
                         "Inception paper standard), bilinear (torch) or clean (clean-fid's PIL bicubic); default: "
                         "the backbone's own")
+    p_eval.add_argument("--device", default="cpu", help="torch device of the backbones (cpu, cuda, cuda:1, ...)")
     p_eval.add_argument("--n", type=_positive_int, help="score a seeded random subset of at most N images per set")
-    p_eval.add_argument("--seed", type=int, default=0, help="seed of subsets, KID subsets and IS splits")
+    p_eval.add_argument("--seed", type=int, default=2020,
+                        help="seed of subsets, KID subsets and IS splits (torch-fidelity's default)")
     p_eval.add_argument("--batch-size", type=_positive_int, default=64, help="images per backbone forward")
     p_eval.add_argument("--kid-subsets", type=_positive_int, default=100, help="KID subsets (torch-fidelity's default)")
     p_eval.add_argument("--kid-subset-size", type=_positive_int, default=1000,
                         help="KID subset size, clamped to the smaller set (the protocol records the clamped value)")
     p_eval.add_argument("--is-splits", type=_positive_int, default=10, help="Inception Score splits of --fake")
     p_eval.add_argument("--cache-dir", type=Path, help="real-feature cache shared with bench run")
+    p_eval.add_argument("--compare", action="store_true",
+                        help="also score with torch-fidelity, torchmetrics and clean-fid on the same Inception "
+                             "weights (--backbone inception-v3-compat) and print them side by side")
     p_eval.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return parser
 
@@ -593,51 +606,117 @@ def cmd_site(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _eval_metrics(text: str) -> list[str]:
+    """``--metrics`` of bench eval: registered image-set metrics, each optionally ``<metric>@<backbone>``."""
+    from bench import catalog
+
+    metrics = _csv_list(text, "metrics")
+    for m in metrics:
+        base, at, named = m.partition("@")
+        if base not in catalog.EVAL_METRICS:
+            raise UsageError(f"--metrics: unknown metric {m!r} for bench eval; valid metrics: "
+                             f"{', '.join(catalog.EVAL_METRICS)} (optionally as <metric>@<backbone>)")
+        if at and not catalog.is_registered("backbone", named):
+            raise UsageError(f"--metrics: {m!r} names unknown backbone {named!r}; valid backbones: "
+                             f"{', '.join(catalog.names('backbone'))}")
+    if len(set(metrics)) != len(metrics):
+        raise UsageError(f"--metrics lists a metric twice: {','.join(metrics)}")
+    return metrics
+
+
+def _eval_device(name: str) -> Any:
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as err:
+        raise UsageError(f"--device: {name!r} is not a torch device (cpu, cuda, cuda:1, mps)") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from bench import catalog
 
     try:
         # names first, then the images (torch only): bad input fails before the metrics and backbones import
-        metrics = _csv_list(args.metrics, "metrics")
-        unknown = [m for m in metrics if m not in catalog.EVAL_METRICS]
-        if unknown:
-            raise UsageError(f"unknown metric {unknown[0]!r} for bench eval; valid metrics: "
-                             f"{', '.join(catalog.EVAL_METRICS)}")
+        metrics = _eval_metrics(args.metrics)
         if not catalog.is_registered("backbone", args.backbone):
             raise UsageError(f"--backbone: unknown backbone {args.backbone!r}; valid backbones: "
                              f"{', '.join(catalog.names('backbone'))}")
         if args.cache_dir is not None:
             check_out_dir(args.cache_dir, "--cache-dir")
+        if args.data_dir is not None and not args.data_dir.is_dir():
+            raise UsageError(f"--data-dir: no such folder: {args.data_dir}")
+        if args.backbone_weights is not None and not args.backbone_weights.is_file():
+            raise UsageError(f"--backbone-weights: no such file: {args.backbone_weights}")
+        if args.compare and args.n is not None:
+            raise UsageError("--compare scores the whole sets with every backend: drop --n")
+        if args.compare and args.backbone != "inception-v3-compat":
+            raise UsageError("--compare scores with the other libraries' Inception network: use --backbone "
+                             "inception-v3-compat (with --backbone-weights FILE offline)")
         from bench.image_inputs import load_image_set
 
-        real, fake = load_image_set(args.real), load_image_set(args.fake)
+        real = load_image_set(args.real, data_dir=args.data_dir)
+        fake = load_image_set(args.fake, data_dir=args.data_dir)
+        train = None if args.train is None else load_image_set(args.train, data_dir=args.data_dir)
+        device = _eval_device(args.device)
         from rich.console import Console
 
         from bench.backbones.build import build_backbone
         from bench.eval_images import evaluate_image_sets
 
         try:
-            backbone = build_backbone(args.backbone, resize=args.resize, weights_path=args.backbone_weights)
-        except ValueError as err:  # e.g. an unknown --resize mode
-            raise UsageError(str(err)) from err
-        result = evaluate_image_sets(
-            real, fake, metrics, backbone, n=args.n, seed=args.seed, batch_size=args.batch_size,
-            kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size, is_splits=args.is_splits,
-            cache_dir=args.cache_dir, console=Console(stderr=True),
-        )
+            backbone = build_backbone(args.backbone, size=args.backbone_size, resize=args.resize,
+                                      weights_path=args.backbone_weights).to(device)
+            named = {n: build_backbone(n).to(device) for n in dict.fromkeys(
+                m.partition("@")[2] for m in metrics if "@" in m)}
+        except ValueError as err:  # e.g. an unknown --resize mode, or a size the backbone refuses
+            raise UsageError(str(err).splitlines()[0]) from err
+        options = dict(n=args.n, seed=args.seed, batch_size=args.batch_size, kid_subsets=args.kid_subsets,
+                       kid_subset_size=args.kid_subset_size, is_splits=args.is_splits)
+        result = evaluate_image_sets(real, fake, metrics, backbone, cache_dir=args.cache_dir,
+                                     console=Console(stderr=True), backbones=named, train=train, **options)
+        comparison = _compare(args, real, fake, metrics, options, result) if args.compare else None
     except InputError as err:
         sys.stderr.write(f"bench: error: {err}\n")
         return EXIT_USAGE
     if args.json:
+        if comparison is not None:
+            from bench.compare import compare_rows_json
+
+            result["compare"] = compare_rows_json(comparison)
         print(json.dumps(result, indent=2))
-    else:
-        for key, value in result.items():
-            if key != "protocol":
-                print(f"{key}: {value:.6g}")
-        proto = result["protocol"]
-        print(f"backbone {proto['backbone']} (sha256 {proto['backbone_sha256'][:16]}…), resize {proto['resize']}, "
-              f"n_real {proto['n_real']}, n_fake {proto['n_fake']}, seed {proto['seed']}")
+        return EXIT_OK
+    for row in result["rows"]:
+        std = "" if row["value_std"] is None else f" ± {row['value_std']:.3g}"
+        print(f"{row['metric']}: {row['value']:.6g}{std}")
+    proto = result["protocol"]
+    print(f"backbone {proto['backbone']} (sha256 {proto['backbone_sha256'][:16]}…), resize {proto['resize']}, "
+          f"n_real {proto['n_real']}, n_fake {proto['n_fake']}, seed {proto['seed']}")
+    if comparison is not None:
+        from rich.console import Console
+
+        from bench.compare import render_compare_table
+
+        Console().print(render_compare_table(comparison))
     return EXIT_OK
+
+
+def _compare(args: argparse.Namespace, real: Any, fake: Any, metrics: list[str], options: dict[str, Any],
+             ours: dict[str, Any]) -> list[Any]:
+    """``--compare``: the other backends on the same images and weights (:mod:`bench.compare`)."""
+    from bench.backbones.inception_v3_compat import cached_weights_path
+    from bench.compare import compare_backends
+
+    weights = str(args.backbone_weights) if args.backbone_weights is not None else cached_weights_path()
+    values = {k: v for k, v in ours.items() if isinstance(v, float)}
+    compared = [m for m in metrics if m in ("fid", "kid", "is")]
+    options = {k: v for k, v in options.items() if k not in ("n", "batch_size")}
+    return compare_backends(real, fake, compared, weights, lambda *_: values, batch_size=args.batch_size, **options)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,8 +9,10 @@ that still comes out non-finite is reported as an :class:`EvalInputError`, never
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -19,17 +21,17 @@ from rich.console import Console
 from bench import catalog
 from bench.backbones.base import FeatureBackbone
 from bench.errors import InputError
-from bench.features import cached_real_features, extract_features, iter_batches, real_cache_key
+from bench.evaluate import Evaluator
 from bench.image_inputs import ImageSet
-from bench.metrics.fid import FID
-from bench.metrics.inception_score import inception_score
-from bench.metrics.kid import kernel_distance
-from bench.metrics.prc import prdc
+from bench.providers import ImageSetSubject
 from bench.provenance import environment_info
+from bench.spec import EvalSpec
 
 EVAL_METRICS = catalog.EVAL_METRICS
 #: Neighbour rank of precision/recall/density/coverage.
 PRC_K = 3
+#: The default seed of ``bench eval``: torch-fidelity's ``rng_seed`` (KID subsets, IS shuffle).
+DEFAULT_SEED = 2020
 #: The likely cause named when a metric still comes out non-finite (the last check of evaluate_image_sets).
 _LIKELY_CAUSE = {
     "fid": "near-identical images make the covariance product's square root numerically unstable",
@@ -44,7 +46,7 @@ class EvalInputError(InputError):
 
 
 def check_request(
-    n_real: int, n_fake: int, metrics: list[str], n: int | None = None, seed: int = 0, batch_size: int = 64,
+    n_real: int, n_fake: int, metrics: list[str], n: int | None = None, seed: int = 2020, batch_size: int = 64,
     kid_subsets: int = 100, kid_subset_size: int = 1000, is_splits: int = 10,
 ) -> None:
     """Refuses, in one line, sizes with which a metric asked for would be undefined (NaN, inf, or an error).
@@ -67,39 +69,35 @@ def check_request(
     fake = n_fake if n is None else min(n_fake, n)
     after = f" (after --n {n})" if n is not None and (real < n_real or fake < n_fake) else ""
     got = f"got {real} real and {fake} fake{after}"
-    if "fid" in metrics and min(real, fake) < 2:
+    bases = {m.partition("@")[0] for m in metrics}
+    if bases & {"fid", "fd"} and min(real, fake) < 2:
         raise EvalInputError(f"FID needs at least 2 images per set (for the covariance), {got}")
-    if "kid" in metrics and min(real, fake) < 2:
+    if bases & {"kid", "kd"} and min(real, fake) < 2:
         raise EvalInputError(f"KID needs at least 2 images per set (subset size >= 2), {got}")
-    if "prc" in metrics and min(real, fake) < PRC_K + 1:
+    if "prc" in bases and min(real, fake) < PRC_K + 1:
         raise EvalInputError(f"precision/recall/density/coverage (k={PRC_K}) need at least {PRC_K + 1} images per "
                              f"set (k + 1), {got}")
-    if "is" in metrics and fake < is_splits:
+    if "is" in bases and fake < is_splits:
         raise EvalInputError(f"IS with {is_splits} splits needs at least {is_splits} fake images (one per split), "
                              f"got {fake}{after}; lower --is-splits")
 
 
-def _check_finite(features: torch.Tensor | None, label: str, backbone: FeatureBackbone) -> None:
-    if features is not None and not bool(torch.isfinite(features).all()):
-        bad = int((~torch.isfinite(features)).any(dim=1).sum())
-        raise EvalInputError(f"backbone {backbone.registry_name} gave non-finite {label} for {bad} of "
-                             f"{len(features)} images; no metric can be computed from them")
-
-
-def _outputs(backbone: FeatureBackbone, images: ImageSet, batch_size: int, with_logits: bool, label: str,
-             console: Console | None, cache_dir: Path | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Features (and logits) of a whole image set; datamodule features come from the shared cache."""
-    run = lambda logits: extract_features(  # noqa: E731
-        backbone, iter_batches(images.images, batch_size), len(images.images), label, console, with_logits=logits
-    )
-    if images.cache_identity is not None and not with_logits:
-        key = real_cache_key(*images.cache_identity, backbone)
-        return cached_real_features(key, lambda: run(False), cache_dir, source_images=images.images)[0], None
-    return run(True) if with_logits else (run(False), None)
-
-
-def _subset(x: torch.Tensor | None, idx: torch.Tensor | None) -> torch.Tensor | None:
-    return x if x is None or idx is None else x[idx]
+def _subject(real: ImageSet, fake: ImageSet, train: ImageSet | None, n: int | None,
+             seed: int) -> ImageSetSubject:
+    """The image sets as the evaluator's subject; with ``n``, a seeded random subset of each larger set (drawn
+    real, fake, then train). A subset is never read from or written to the real-feature cache."""
+    gen = torch.Generator().manual_seed(seed)
+    sets, cache = {}, {}
+    for source, image_set in (("real", real), ("fake", fake), ("train", train)):
+        if image_set is None:
+            continue
+        images = image_set.images
+        if n is not None and n < len(images):
+            images = images[torch.randperm(len(images), generator=gen)[:n]]
+        elif image_set.cache_identity is not None and source != "fake":
+            cache[source] = image_set.cache_identity
+        sets[source] = images
+    return ImageSetSubject(sets, cache, description="image sets")
 
 
 def evaluate_image_sets(
@@ -108,64 +106,66 @@ def evaluate_image_sets(
     metrics: list[str],
     backbone: FeatureBackbone,
     n: int | None = None,
-    seed: int = 0,
+    seed: int = DEFAULT_SEED,
     batch_size: int = 64,
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
     is_splits: int = 10,
     cache_dir: Path | None = None,
     console: Console | None = None,
+    backbones: dict[str, FeatureBackbone] | None = None,
+    train: ImageSet | None = None,
 ) -> dict[str, Any]:
-    """Scores ``fake`` against ``real`` on ``backbone``; IS is computed on ``fake``.
+    """Scores ``fake`` against ``real`` with the evaluator of ``bench run`` (:class:`bench.evaluate.Evaluator` on
+    an :class:`~bench.providers.ImageSetSubject`): same metrics, names, protocol text and cache keys.
 
     Args:
+        metrics: Metric entries (``name`` or ``name@backbone``); IS is computed on ``fake``, memorization
+            metrics against ``train``.
+        backbone: The feature backbone of entries without ``@``. backbones: Those of ``@`` entries, by name.
         n: If given, a seeded random subset of at most ``n`` images of each set is scored.
+        seed: Seeds the subsets, KID's subset draws and IS's shuffle (torch-fidelity's 2020 by default).
 
     Raises:
         EvalInputError: Too few images for a metric asked for, a bad size or seed (checked before any feature
-            is computed, see :func:`check_request`), or a metric that came out non-finite.
+            is computed, see :func:`check_request`), a metric the sets cannot answer, or a value that came out
+            non-finite.
 
     Returns:
-        ``fid``, ``kid_mean``, ``kid_std``, ``is_mean``, ``is_std``, ``precision``, ``recall``, ``density``,
-        ``coverage`` (those asked for) and ``protocol``.
+        ``{row name: value}`` and ``{row name}_std`` where the metric has a spread (the values), ``rows`` (every
+        result row as ``bench run`` writes it: metric, value, value_std, protocol, backbone, sha256, resize,
+        n_real, n_fake) and ``protocol`` (what was scored, with what, and the software versions).
     """
-    need_real = any(m in metrics for m in ("fid", "kid", "prc"))
     check_request(len(real.images), len(fake.images), metrics, n, seed, batch_size, kid_subsets, kid_subset_size,
                   is_splits)
-    real_f, _ = _outputs(backbone, real, batch_size, False, "real features", console, cache_dir) if need_real else (None, None)
-    fake_f, fake_logits = _outputs(backbone, fake, batch_size, "is" in metrics, "fake features", console, None)
-    _check_finite(real_f, "real features", backbone)
-    _check_finite(fake_f, "fake features", backbone)
-    _check_finite(fake_logits, "fake logits", backbone)
-    gen = torch.Generator().manual_seed(seed)
-    pick = lambda count: torch.randperm(count, generator=gen)[:n] if n is not None and n < count else None  # noqa: E731
-    if real_f is not None:
-        real_f = _subset(real_f, pick(len(real_f)))
-    idx = pick(len(fake_f))
-    fake_f, fake_logits = _subset(fake_f, idx), _subset(fake_logits, idx)
-
+    subject = _subject(real, fake, train, n, seed)
+    spec = EvalSpec(backbone=backbone.registry_name, n_fake=len(subject.sets["fake"]), batch_size=batch_size,
+                    kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, is_splits=is_splits)
+    evaluator = Evaluator(spec, tuple(metrics), backbone, cache_dir, console, backbones=backbones)
+    for entry, metric in evaluator.build_metrics(_data_spec(subject), seed).items():
+        unanswered = [r for r in metric.requests() if not subject.can_answer(r)]
+        if unanswered:
+            raise EvalInputError(f"metric {entry!r} needs {unanswered[0]!r}, which two image sets do not give"
+                                 + (" (pass --train for memorization metrics)" if any(
+                                     getattr(r, "source", "") == "train" for r in unanswered) else ""))
+    try:
+        scores = evaluator.score(subject, _data_spec(subject), seed)
+    except ValueError as err:  # e.g. a backbone without class logits asked for IS
+        raise EvalInputError(str(err).splitlines()[0]) from err
     out: dict[str, Any] = {}
-    if "fid" in metrics:
-        fid = FID(num_features=real_f.shape[1])
-        fid.update(real_f, real=True)
-        fid.update(fake_f, real=False)
-        out["fid"] = float(fid.compute())
-    subset_size = min(kid_subset_size, len(real_f), len(fake_f)) if "kid" in metrics else None
-    if "kid" in metrics:
-        mean, std = kernel_distance(real_f, fake_f, kid_subsets, subset_size, seed)
-        out["kid_mean"], out["kid_std"] = float(mean), float(std)
-    if "is" in metrics:
-        out["is_mean"], out["is_std"] = inception_score(fake_logits, splits=is_splits, seed=seed)
-    if "prc" in metrics:
-        out.update({k: float(v) for k, v in prdc(real_f, fake_f, k=PRC_K).items()})
-    for key, value in out.items():
-        if not math.isfinite(value):
-            metric = {"kid_mean": "kid", "kid_std": "kid", "is_mean": "is", "is_std": "is"}.get(key, key)
-            metric = "prc" if metric in ("precision", "recall", "density", "coverage") else metric
-            raise EvalInputError(f"{key} came out {value} on {len(fake_f)} fake and "
-                                 f"{'no' if real_f is None else len(real_f)} real images; likely cause: "
-                                 f"{_LIKELY_CAUSE[metric]}")
+    for s in scores:
+        if not math.isfinite(s.value):
+            base = s.metric.partition("@")[0]
+            metric = "prc" if base in ("precision", "recall", "density", "coverage") else base
+            cause = _LIKELY_CAUSE.get(metric, "the features are degenerate")
+            raise EvalInputError(f"{s.metric} came out {s.value} on {s.n_fake} fake and "
+                                 f"{'no' if s.n_real is None else s.n_real} real images; likely cause: {cause}")
+        out[s.metric] = s.value
+        if s.value_std is not None:
+            out[f"{s.metric}_std"] = s.value_std
+    out["rows"] = [dataclasses.asdict(s) for s in scores]
     env = environment_info("cpu", 1)
+    counts = {source: len(images) for source, images in subject.sets.items()}
     out["protocol"] = {
         "backbone": backbone.registry_name,
         "backbone_sha256": backbone.weights_sha256,
@@ -173,14 +173,21 @@ def evaluate_image_sets(
         "resize": backbone.resize,
         "real": real.source,
         "fake": fake.source,
-        "n_real": None if real_f is None else len(real_f),
-        "n_fake": len(fake_f),
+        "train": None if train is None else train.source,
+        "n_real": counts["real"] if any(m.partition("@")[0] != "is" for m in metrics) else None,
+        "n_fake": counts["fake"],
         "seed": seed,
-        "splits": is_splits if "is" in metrics else None,
-        "subsets": kid_subsets if "kid" in metrics else None,
-        "subset_size": subset_size,
-        "prc_k": PRC_K if "prc" in metrics else None,
+        "splits": is_splits if any(m.partition("@")[0] == "is" for m in metrics) else None,
+        "subsets": kid_subsets if any(m.partition("@")[0] in ("kid", "kd") for m in metrics) else None,
+        "subset_size": min(kid_subset_size, counts["real"], counts["fake"]) if any(
+            m.partition("@")[0] in ("kid", "kd") for m in metrics) else None,
+        "prc_k": PRC_K if any(m.partition("@")[0] == "prc" for m in metrics) else None,
         "versions": env["packages"],
         "git_commit": env["git_commit"],
     }
     return out
+
+
+def _data_spec(subject: ImageSetSubject) -> SimpleNamespace:
+    """The data facts a metric is built from, read off the fake images (image sets have no datamodule)."""
+    return SimpleNamespace(image_shape=tuple(subject.sets["fake"].shape[1:]), num_classes=0, modalities=("image",))

@@ -31,6 +31,7 @@ never reaches ``numpy``'s loader. Suffixes are matched case-insensitively (``.PN
 
 from __future__ import annotations
 
+import inspect
 import os
 import struct
 import warnings
@@ -275,8 +276,12 @@ def _from_folder(path: Path) -> torch.Tensor:
     return _from_array(np.stack(arrays), str(path))
 
 
-def load_image_set(spec: str) -> ImageSet:
+def load_image_set(spec: str, data_dir: str | os.PathLike | None = None) -> ImageSet:
     """Reads ``spec``: a folder, an ``.npz`` file, or ``datamodule:split`` (e.g. ``digits:test``).
+
+    Args:
+        spec: The source. data_dir: For ``datamodule:split``, the datamodule's ``data_dir`` (where its files are;
+            None: its default).
 
     Raises:
         ImageInputError: Missing path, empty folder, a bad image file (corrupt, truncated, transparent, too
@@ -301,7 +306,11 @@ def load_image_set(spec: str) -> ImageSet:
         from datamodules import DATAMODULES
 
         name, split = spec.rsplit(":", 1)
-        dm = DATAMODULES.get(name)()
+        cls = DATAMODULES.get(name)
+        if data_dir is not None and "data_dir" not in inspect.signature(cls.__init__).parameters:
+            raise ImageInputError(f"{spec}: datamodule {name!r} takes no data_dir (its data is built in); drop "
+                                  f"--data-dir")
+        dm = cls(data_dir=str(data_dir)) if data_dir is not None else cls()
         try:
             images = dm.split_tensors(split)["image"]
         except InputError:

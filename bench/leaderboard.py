@@ -15,15 +15,21 @@ from bench.spec import SuiteSpec
 
 #: Columns of results.csv, in order (one row per model × datamodule × seed × metric).
 RESULT_COLUMNS = (
-    "suite", "track", "family", "model", "fusion_stage", "fusion_operator", "datamodule", "seed", "metric", "value", "higher_is_better",
-    "backbone", "backbone_sha256", "n_real", "n_fake", "resize", "split", "protocol", "params",
+    "suite", "track", "family", "model", "fusion_stage", "fusion_operator", "datamodule", "seed", "metric", "value",
+    "value_std", "higher_is_better", "backbone", "backbone_sha256", "n_real", "n_fake", "resize", "split", "protocol", "params",
     "config_hash", "git_commit", "torch_version", "lightning_version", "timestamp", "wall_s", "peak_mem_mb", "status", "message",
 )
 _KEYS = ["track", "family", "model", "datamodule"]
 
 
+#: Columns added to results.csv since its first format, with the value of rows written before them.
+LATER_COLUMNS: dict[str, Any] = {"fusion_stage": "", "fusion_operator": "", "value_std": math.nan}
+
+
 def results_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Rows as a DataFrame with exactly :data:`RESULT_COLUMNS`."""
+    """Rows as a DataFrame with exactly :data:`RESULT_COLUMNS` (rows of records written before a column in
+    :data:`LATER_COLUMNS` existed get its default)."""
+    rows = [{**{c: d for c, d in LATER_COLUMNS.items() if c not in r}, **r} for r in rows]
     missing = [c for r in rows for c in RESULT_COLUMNS if c not in r]
     if missing:
         raise ValueError(f"result rows lack columns {sorted(set(missing))}")

@@ -17,14 +17,14 @@ import pandas as pd
 from bench.atomic import atomic_copy
 from bench.catalog import REFERENCE_LABEL
 from bench.html_leaderboard import write_html_leaderboard
-from bench.leaderboard import RESULT_COLUMNS, aggregate, to_markdown, write_leaderboard, write_results
+from bench.leaderboard import LATER_COLUMNS, RESULT_COLUMNS, aggregate, to_markdown, write_leaderboard, write_results
 from bench.provenance import environment_info
 from bench.runner import noise_figure
 from bench.spec import SpecError, SuiteSpec
 
 _RUN_KEY = ["track", "model", "datamodule"]
 #: Columns added after the first published results; older files get them empty.
-_LATER_COLUMNS = {"fusion_stage": "", "fusion_operator": ""}
+_LATER_COLUMNS = LATER_COLUMNS
 _TEXT_COLUMNS = ("fusion_stage", "fusion_operator", "backbone", "backbone_sha256", "resize", "protocol", "message")
 
 

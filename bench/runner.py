@@ -47,7 +47,9 @@ from bench.loggers import build_loggers
 from bench.memory import PeakMemory
 from bench.plots import ACCURACY_VS_NOISE_PNG, plot_accuracy_vs_noise
 from bench.metrics import METRICS
-from bench.metrics.base import BACKBONE_FIELD_OF_KIND, FEATURE_BACKBONE_INPUT_KINDS
+from bench.metrics.base import probe_requests
+from bench.metrics import requests as rq
+from bench.metrics.requests import backbone_fields, needs_feature_backbone, split_metric_name
 from bench.metrics.cross_modal import ImageClassifierBackbone, ImageTextScorer
 from bench.provenance import environment_info, git_commit, package_version, utc_now
 from bench.reference import REFERENCE_FAMILY, REFERENCE_LABEL, reference_model
@@ -117,8 +119,9 @@ def backbone_key(spec: EvalSpec) -> tuple[str, int | None, str | None]:
 
 
 def extra_backbone_key(name: str) -> tuple[str, None, None]:
-    """Key of an ``eval.clip_backbone`` / ``eval.classifier_backbone`` in :func:`prepare`'s backbones: built with its
-    own defaults (size, resize mode and weights), so one instance serves every track naming it."""
+    """Key in :func:`prepare`'s backbones of a backbone a metric names by itself — ``eval.clip_backbone``,
+    ``eval.classifier_backbone`` or a ``<metric>@<backbone>`` entry: built with its own defaults (size, resize
+    mode and weights), so one instance serves every track naming it."""
     return name, None, None
 
 
@@ -129,29 +132,81 @@ _EXTRA_BACKBONE_INTERFACE: dict[str, tuple[type, str]] = {
 }
 
 
-def _build_extra_backbones(
-    track: TrackSpec, source: str, index: int, backbones: dict[tuple[str, int | None, str | None], FeatureBackbone]
-) -> None:
-    """Builds the image–text / classifier backbones that track number ``index``'s metrics need into ``backbones``.
+def _track_requests(track: TrackSpec, source: str, index: int) -> dict[str, tuple]:
+    """The requests of each metric entry of track number ``index`` (of an instance built on a minimal context;
+    preflight builds the real ones per datamodule in :func:`_check_metrics`).
+
+    Raises:
+        SpecError: A metric cannot even be built (e.g. weights it loads are missing), naming the file and key.
+    """
+    out = {}
+    for entry in track.metrics:
+        try:
+            out[entry] = probe_requests(METRICS.get(split_metric_name(entry)[0]))
+        except InputError as err:
+            raise SpecError(f"{source}: key 'tracks[{index}].metrics': {entry}: {err}") from err
+        except (TypeError, ValueError, RuntimeError, OSError) as err:
+            raise SpecError(f"{source}: key 'tracks[{index}].metrics': metric {entry!r} cannot be built: "
+                            f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
+    return out
+
+
+def _build_named(key: tuple[str, int | None, str | None], backbones: dict, where: str,
+                 weights_path: Path | None = None) -> FeatureBackbone:
+    if key not in backbones:
+        try:
+            backbones[key] = build_backbone(*key, weights_path=weights_path)
+        except ValueError as err:
+            raise SpecError(f"{where}: {err}") from err
+    return backbones[key]
+
+
+def _build_backbones(track: TrackSpec, source: str, index: int, backbones: dict,
+                     backbone_weights: Path | None) -> None:
+    """Builds every backbone the requests of track number ``index``'s metrics need into ``backbones``: the
+    track's feature backbone, those of ``<metric>@<backbone>`` entries, and the image–text / classifier backbones.
 
     Raises:
         SpecError: A needed field is missing, names an unknown backbone, a backbone that does not build, or one
-            without the interface the field asks for.
+            without the interface its requests ask for (class logits, similarity, classify).
     """
     where = f"tracks[{index}].eval"
-    check_eval_backbones(track.eval, track.metrics, where, source)
-    kinds = {METRICS.get(m).input_kind for m in track.metrics}
-    for fld in sorted({BACKBONE_FIELD_OF_KIND[k] for k in kinds if k in BACKBONE_FIELD_OF_KIND}):
+    check_eval_backbones(track.eval, [split_metric_name(m)[0] for m in track.metrics], where, source)
+    requests = _track_requests(track, source, index)
+    for entry, reqs in requests.items():
+        if not needs_feature_backbone(reqs):
+            continue
+        named = split_metric_name(entry)[1]
+        if named is None:
+            bb = _build_named(backbone_key(track.eval), backbones, f"{source}: key '{where}'", backbone_weights)
+        else:
+            bb = _build_named(extra_backbone_key(named), backbones, f"{source}: key 'tracks[{index}].metrics': "
+                              f"{entry}")
+        if any(isinstance(r, rq.Logits) for r in reqs) and \
+                type(bb).features_and_logits is FeatureBackbone.features_and_logits:
+            raise SpecError(f"{source}: key 'tracks[{index}].metrics': {entry} needs class logits, and backbone "
+                            f"{bb.registry_name!r} has no classification head (use one with features_and_logits, "
+                            f"e.g. inception-v3-compat or efficientnet-lite0)")
+    for fld in sorted(set().union(*(backbone_fields(r) for r in requests.values()))):
         name = getattr(track.eval, fld)
-        key = extra_backbone_key(name)
-        if key not in backbones:
-            try:
-                backbones[key] = build_backbone(*key)
-            except ValueError as err:
-                raise SpecError(f"{source}: key '{where}.{fld}': {err}") from err
+        bb = _build_named(extra_backbone_key(name), backbones, f"{source}: key '{where}.{fld}'")
         interface, signature = _EXTRA_BACKBONE_INTERFACE[fld]
-        if not isinstance(backbones[key], interface):
+        if not isinstance(bb, interface):
             raise SpecError(f"{source}: key '{where}.{fld}': backbone {name!r} has no {signature}")
+
+
+def _check_metrics(track: TrackSpec, dm: BenchDataModule, source: str, index: int, backbones: dict,
+                   seed: int) -> None:
+    """Builds every metric of the track for ``dm`` as the evaluator will (weights a metric loads are loaded
+    now), so a metric that cannot be built fails before any training."""
+    try:
+        _evaluator(track, backbones, RunOptions(out_dir=Path("."))).build_metrics(dm.data_spec(), seed)
+    except InputError:
+        raise
+    except (TypeError, ValueError, RuntimeError, OSError) as err:
+        raise SpecError(f"{source}: key 'tracks[{index}].metrics': cannot build the metrics for datamodule "
+                        f"{dm.registry_name!r}: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+                        ) from err
 
 
 def _quiet_lightning() -> None:
@@ -217,7 +272,8 @@ def prepare(
                 except (TypeError, ValueError, RuntimeError) as err:
                     raise SpecError(f"{where}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
             provided = dms[key].data_spec().modalities
-            if any(METRICS.get(m).input_kind == "image_text" for m in track.metrics) and not callable(
+            requests = [r for reqs in _track_requests(track, spec.source, i).values() for r in reqs]
+            if any(isinstance(r, rq.CaptionSimilarity) for r in requests) and not callable(
                 getattr(dms[key], "caption_strings", None)
             ):
                 raise SpecError(
@@ -240,14 +296,9 @@ def prepare(
                         f"{spec.source}: track '{track.name}': none of the metrics {list(track.metrics)} applies to "
                         f"model {model_name!r} (family {model.family!r})"
                     )
-        if any(METRICS.get(m).input_kind in FEATURE_BACKBONE_INPUT_KINDS for m in track.metrics):
-            bb_key = backbone_key(track.eval)
-            if bb_key not in backbones:
-                try:
-                    backbones[bb_key] = build_backbone(*bb_key, weights_path=backbone_weights)
-                except ValueError as err:
-                    raise SpecError(f"{spec.source}: key 'tracks[{i}].eval': {err}") from err
-        _build_extra_backbones(track, spec.source, i, backbones)
+        _build_backbones(track, spec.source, i, backbones, backbone_weights)
+        for dm_name, dm_args in track.datamodules.items():
+            _check_metrics(track, dms[_dm_key(dm_name, dm_args)], spec.source, i, backbones, spec.seeds[0])
     return dms, backbones
 
 
@@ -540,13 +591,14 @@ def unit_rows(spec: SuiteSpec, track: TrackSpec, unit: Unit, model_args: dict[st
         "family": family, "fusion_stage": stage, "fusion_operator": operator, "params": params,
         "timestamp": utc_now(), "wall_s": round(wall, 3), "peak_mem_mb": round(peak_mb, 1), "status": status,
         "message": message,
-        "value": math.nan, "backbone": "", "backbone_sha256": "", "n_real": None, "n_fake": None, "resize": "",
+        "value": math.nan, "value_std": math.nan, "backbone": "", "backbone_sha256": "", "n_real": None, "n_fake": None, "resize": "",
         "split": track.eval.real_split, "protocol": "",
     }
     if scores:
         return [{**common, **dataclasses.asdict(s)} for s in scores]
     names = applicable_metrics(model, track.metrics) if model is not None else list(track.metrics)
-    return [{**common, "metric": m, "higher_is_better": METRICS.get(m).higher_is_better} for m in names]
+    return [{**common, "metric": m, "higher_is_better": METRICS.get(split_metric_name(m)[0]).higher_is_better}
+            for m in names]
 
 
 def sample_grids(out: Path, spec: SuiteSpec) -> dict[tuple[str, str, str], str]:
@@ -700,14 +752,17 @@ def _follow_rank_zero(spec: SuiteSpec, units: list, evaluators: dict[str, Evalua
 
 def build_evaluators(spec: SuiteSpec, backbones: dict, opts: RunOptions) -> dict[str, Evaluator]:
     """One evaluator per track, on the backbones :func:`prepare` built."""
-    evaluators: dict[str, Evaluator] = {}
-    for track in spec.tracks:
-        backbone = backbones.get(backbone_key(track.eval))
-        clip, classifier = (backbones.get(extra_backbone_key(name)) if name else None
-                            for name in (track.eval.clip_backbone, track.eval.classifier_backbone))
-        evaluators[track.name] = Evaluator(track.eval, track.metrics, backbone, opts.cache_dir, opts.console,
-                                           clip_backbone=clip, classifier_backbone=classifier)
-    return evaluators
+    return {track.name: _evaluator(track, backbones, opts) for track in spec.tracks}
+
+
+def _evaluator(track: TrackSpec, backbones: dict, opts: RunOptions) -> Evaluator:
+    """The track's evaluator on the backbones :func:`prepare` built."""
+    clip, classifier = (backbones.get(extra_backbone_key(name)) if name else None
+                        for name in (track.eval.clip_backbone, track.eval.classifier_backbone))
+    named = {n: backbones[extra_backbone_key(n)] for n in (split_metric_name(m)[1] for m in track.metrics)
+             if n is not None and extra_backbone_key(n) in backbones}
+    return Evaluator(track.eval, track.metrics, backbones.get(backbone_key(track.eval)), opts.cache_dir,
+                     opts.console, clip_backbone=clip, classifier_backbone=classifier, backbones=named)
 
 
 def _needs_run(unit: Unit, out: Path, rerun: bool | frozenset[str], i: int, total: int, say: Any) -> bool:

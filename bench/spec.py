@@ -569,9 +569,13 @@ def parse_suite(data: Any, source: str) -> SuiteSpec:
         if not isinstance(metrics, list) or not metrics:
             raise SpecError(f"{source}: key '{where}.metrics' must be a non-empty list of metric names")
         for m in metrics:
-            if not catalog.is_registered("metric", m):
+            base, _, named = m.partition("@") if isinstance(m, str) else (m, "", "")
+            if not catalog.is_registered("metric", base):
                 raise SpecError(f"{source}: key '{where}.metrics': unknown metric {m!r}; valid metrics: "
-                                f"{', '.join(catalog.names('metric'))}")
+                                f"{', '.join(catalog.names('metric'))} (optionally as <metric>@<backbone>)")
+            if "@" in m and not catalog.is_registered("backbone", named):
+                raise SpecError(f"{source}: key '{where}.metrics': {m!r} names unknown backbone {named!r}; valid "
+                                f"backbones: {', '.join(catalog.names('backbone'))}")
         if len(set(metrics)) != len(metrics):
             raise SpecError(f"{source}: key '{where}.metrics' lists a metric twice: {metrics}")
         if not isinstance(raw["primary_metric"], str) or raw["primary_metric"] not in metrics:
@@ -588,7 +592,7 @@ def parse_suite(data: Any, source: str) -> SuiteSpec:
             )
         if evals.real_split not in ("train", "val", "test"):
             raise SpecError(f"{source}: key '{where}.eval.real_split' must be train, val or test")
-        check_eval_backbones(evals, metrics, f"{where}.eval", source)
+        check_eval_backbones(evals, [m.partition("@")[0] for m in metrics], f"{where}.eval", source)
         track_name = check_safe_name(raw["name"], f"{where}.name", source)
         if any(t.name == track_name for t in tracks):
             raise SpecError(f"{source}: key '{where}.name': track name {track_name!r} is used twice; names must differ")

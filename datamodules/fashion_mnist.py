@@ -130,7 +130,8 @@ def find_fashion_mnist(data_dir: str | None = None) -> dict[str, tuple[np.ndarra
         if all((root / name).exists() for pair in _FILES.values() for name in pair):
             return _load_idx_dir(root)
     if data_dir:
-        raise DataUnavailableError(f"fashion-mnist: {data_dir} does not hold the four *-ubyte.gz files {_FILES}")
+        missing = [name for pair in _FILES.values() for name in pair if not (Path(data_dir) / name).exists()]
+        raise DataUnavailableError(f"fashion-mnist: {data_dir} lacks {', '.join(missing)}; {FIX}")
     try:
         return _load_from_hub()
     except Exception as err:  # any failure of the hub path means: not reachable from here

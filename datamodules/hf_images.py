@@ -45,7 +45,8 @@ def load_hf_image_splits(
         if not all(files.values()):
             raise DataUnavailableError(
                 f"{hub_id}: {root} must hold train-*.parquet and test-*.parquet files as on the hub "
-                f"(found train={len(files['train'])}, test={len(files['test'])})"
+                f"(found train={len(files['train'])}, test={len(files['test'])}); download them with "
+                f"`huggingface-cli download --repo-type dataset {hub_id} --local-dir DIR` and pass data_dir=DIR"
             )
         ds = datasets.load_dataset("parquet", data_files=files)
     else:

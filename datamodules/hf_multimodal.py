@@ -318,13 +318,9 @@ class HFMultimodalDataModule(BenchDataModule):
         return dict(self._dropped)
 
     def data_spec(self) -> DataSpec:
-        self.setup()
-        return DataSpec(
-            image_shape=(self.channels, self.image_size, self.image_size),
-            num_classes=len(self.class_names),
-            vocab_size=len(self.vocab),
-            text_length=self.text_length,
-            modalities=("image", "text"),
+        self.setup()  # id_to_word from the vocabulary: text encoders that read strings (minilm) need it
+        return DataSpec.captioned(
+            (self.channels, self.image_size, self.image_size), len(self.class_names), self.vocab, self.text_length
         )
 
 

@@ -15,13 +15,34 @@ def test_catalog_matches_registry(kind: str) -> None:
     assert catalog.names(kind) == sorted(catalog.registry(kind).names())
 
 
-def test_metric_backbone_fields_match_kinds() -> None:
+def test_metric_backbone_fields_match_requests() -> None:
+    """catalog's table of extra backbone fields equals what each metric's requests need."""
     from bench.metrics import METRICS
-    from bench.metrics.base import BACKBONE_FIELD_OF_KIND
+    from bench.metrics.base import probe_requests
+    from bench.metrics.requests import backbone_fields
 
-    derived = {m: BACKBONE_FIELD_OF_KIND[METRICS.get(m).input_kind] for m in METRICS.names()
-               if METRICS.get(m).input_kind in BACKBONE_FIELD_OF_KIND}
+    derived = {}
+    for m in METRICS.names():
+        fields = backbone_fields(probe_requests(METRICS.get(m)))
+        assert len(fields) <= 1, f"{m} needs two extra backbones"
+        if fields:
+            derived[m] = fields.pop()
     assert derived == catalog.METRIC_BACKBONE_FIELD
+
+
+def test_eval_metrics_are_those_image_sets_answer() -> None:
+    """bench eval offers exactly the registered metrics that two image sets (and a training set) can answer."""
+    import torch
+
+    from bench.evaluate import ImageSetSubject
+    from bench.metrics import METRICS
+    from bench.metrics.base import probe_requests
+
+    images = torch.zeros(2, 1, 8, 8, dtype=torch.uint8)
+    subject = ImageSetSubject({"real": images, "fake": images, "train": images})
+    answerable = sorted(m for m in METRICS.names()
+                        if all(subject.can_answer(r) for r in probe_requests(METRICS.get(m))))
+    assert answerable == sorted(catalog.EVAL_METRICS)
 
 
 def test_suite_parsing_imports_no_torch(tmp_path) -> None:

@@ -3,14 +3,18 @@
 from bench.metrics import (  # noqa: F401  (registration)
     classification,
     clip_score,
+    cmmd,
     cross_modal,
     fid,
     inception_score,
     kid,
     likelihood,
+    memorization,
+    per_class_fid,
     prc,
     reconstruction,
     robustness,
+    vendi,
 )
 from bench.metrics.base import BenchMetric, MetricContext
 from bench.metrics.registry import METRICS

@@ -28,23 +28,16 @@ A registered metric is a torchmetrics :class:`~torchmetrics.Metric` that also mi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
+
+from bench.metrics import requests as rq
 
 InputKind = Literal[
     "features", "logits", "reconstruction", "classification", "likelihood", "robustness",
     "conditional_features", "image_text", "conditional_logits",
 ]
-#: Input kinds computed from a feature backbone's outputs on unconditional samples (and real images).
-BACKBONE_INPUT_KINDS: tuple[str, ...] = ("features", "logits")
-#: Input kinds computed from images generated from the reference split's captions (text-to-image models).
-CONDITIONAL_INPUT_KINDS: tuple[str, ...] = ("conditional_features", "image_text", "conditional_logits")
-#: Input kinds that need the track's feature backbone (``eval.backbone``).
-FEATURE_BACKBONE_INPUT_KINDS: tuple[str, ...] = (*BACKBONE_INPUT_KINDS, "conditional_features")
-#: The ``EvalSpec`` field naming the extra backbone an input kind is scored with.
-BACKBONE_FIELD_OF_KIND: dict[str, str] = {"image_text": "clip_backbone", "conditional_logits": "classifier_backbone"}
-
-
 @dataclass(frozen=True)
 class MetricContext:
     """Facts about one evaluation that metrics may need to configure themselves.
@@ -74,8 +67,37 @@ class MetricContext:
     real_split: str = "test"
 
 
+def probe_requests(metric_class: type[BenchMetric]) -> tuple[rq.Request, ...]:
+    """The requests of ``metric_class`` built on a minimal context (what it asks for, before any data is known:
+    for applicability and preflight checks; preflight then builds every metric on the real context)."""
+    return metric_class.build(MetricContext(num_classes=2, num_features=2)).requests()
+
+
+class Estimate(NamedTuple):
+    """One value of a metric, with the estimator's own spread where it has one (KID over its subsets, IS over its
+    splits; None otherwise). Both reach the result rows (``value``, ``value_std``)."""
+
+    value: float
+    std: float | None = None
+
+
+#: The requests of each built-in input kind (see the module docstring), for metrics that declare a kind only.
+REQUESTS_OF_KIND: dict[str, tuple[rq.Request, ...]] = {
+    "features": (rq.Features("real"), rq.Features("fake")),
+    "logits": (rq.Logits("fake"),),
+    "reconstruction": (rq.Reconstructions(),),
+    "classification": (rq.ClassifierPredictions("clean"),),
+    "conditional_features": (rq.Features("real"), rq.Features("conditional")),
+}
+
+
 class BenchMetric:
-    """Mixin declaring how the evaluator feeds a metric. See the module docstring."""
+    """Mixin declaring how the evaluator feeds a metric. See the module docstring.
+
+    The evaluator asks :meth:`requests` what the metric needs, answers every request once per unit (shared with
+    the other metrics asking the same; :mod:`bench.providers`), calls :meth:`feed` with the answers, then
+    :meth:`values` for the result rows.
+    """
 
     registry_name: ClassVar[str]
     input_kind: ClassVar[InputKind]
@@ -89,5 +111,35 @@ class BenchMetric:
         return cls()
 
     def protocol(self) -> str:
-        """Every choice that changes the value, as ``key=value`` pairs."""
+        """Every choice that changes the value, as ``key=value`` pairs (called after :meth:`values`, so it states
+        what was used, e.g. a clamped subset size)."""
         return ""
+
+    def requests(self) -> tuple[rq.Request, ...]:
+        """The inputs this metric needs (:mod:`bench.metrics.requests`); by default those of its input kind."""
+        return REQUESTS_OF_KIND[self.input_kind]
+
+    def feed(self, inputs: Mapping[rq.Request, Any]) -> None:
+        """Updates the metric's state from the answers to its :meth:`requests`; by default as its input kind
+        says (``update(features, real=...)`` for ``features``, ``update(logits)`` for ``logits``, ...)."""
+        kind = self.input_kind
+        if kind in ("features", "conditional_features"):
+            self.update(inputs[rq.Features("real")], real=True)
+            self.update(inputs[rq.Features("fake" if kind == "features" else "conditional")], real=False)
+        elif kind == "logits":
+            self.update(inputs[rq.Logits("fake")])
+        elif kind == "reconstruction":
+            for recon, target in inputs[rq.Reconstructions()]:
+                self.update(recon, target)
+        elif kind == "classification":
+            for logits, label in inputs[rq.ClassifierPredictions("clean")]:
+                self.update(logits, label)
+        else:
+            raise NotImplementedError(f"metric {type(self).__name__} must define feed() for input kind {kind!r}")
+
+    def values(self, name: str) -> dict[str, Estimate]:
+        """The metric's result rows by name: ``{name: Estimate}`` for a scalar ``compute()``, one entry per key for
+        a dict (e.g. precision and recall). Metrics whose estimator has a spread override this to return it."""
+        result = self.compute()
+        items = result.items() if isinstance(result, dict) else [(name, result)]
+        return {key: value if isinstance(value, Estimate) else Estimate(float(value)) for key, value in items}

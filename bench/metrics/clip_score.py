@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import Metric
 
-from bench.metrics.base import BenchMetric, MetricContext
+from bench.metrics import requests as rq
+from bench.metrics.base import BenchMetric, Estimate, MetricContext
 from bench.metrics.registry import METRICS
 
 #: Scale of the score (CLIPScore's w = 100 as in torchmetrics; Hessel et al. use w = 2.5 on their own scale).
@@ -116,6 +117,17 @@ class CLIPScore(BenchMetric, Metric):
                 stacklevel=2,
             )
         return mean
+
+    def requests(self) -> tuple[rq.Request, ...]:
+        return (rq.CaptionSimilarity("conditional-real" if self.on_reference_data else "conditional"),)
+
+    def feed(self, inputs) -> None:
+        cosine, truncated = inputs[self.requests()[0]]
+        self.update(cosine, num_truncated=truncated)
+
+    def values(self, name: str) -> dict[str, Estimate]:
+        mean = float(self.compute())
+        return {name: Estimate(mean, float(self.last_std))}
 
     def protocol(self) -> str:
         base = f"score=100*max(cos,0),mean_over=pairs,float64,truncated_captions={self.last_num_truncated}"

@@ -27,6 +27,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 import torch
 from torchmetrics import Metric
 
+from bench.metrics import requests as rq
 from bench.metrics.base import BenchMetric, MetricContext
 from bench.metrics.clip_score import CLIPScore
 from bench.metrics.fid import FID
@@ -221,6 +222,14 @@ class Coherence(BenchMetric, Metric):
         if int(self.total) == 0:
             raise ValueError(f"{self._name()} has no examples (update was never called with data)")
         return self.correct.double() / self.total.double()
+
+    def requests(self) -> tuple[rq.Request, ...]:
+        source = "conditional-real" if self.on_reference_data else "conditional"
+        return rq.ClassifierLogits(source), rq.Labels(source)
+
+    def feed(self, inputs) -> None:
+        logits, labels = (inputs[r] for r in self.requests())
+        self.update(logits, labels)
 
     def protocol(self) -> str:
         return f"{conditioning(self.real_split)},top1 vs the caption's label"

@@ -126,3 +126,8 @@ class FID(BenchMetric, Metric):
 
     def protocol(self) -> str:
         return "float64 moments,unbiased covariance,trace sqrt via cholesky+eigvalsh"
+
+
+@METRICS.register("fd")
+class FD(FID):
+    """Fréchet distance on any feature backbone (``fid`` is ``fd`` on Inception); lower is better."""

@@ -13,7 +13,7 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from bench.metrics.base import BenchMetric, MetricContext
+from bench.metrics.base import BenchMetric, Estimate, MetricContext
 from bench.metrics.registry import METRICS
 
 
@@ -72,6 +72,10 @@ class InceptionScore(BenchMetric, Metric):
     def compute(self) -> torch.Tensor:
         mean, self.last_std = inception_score(dim_zero_cat(self.logits), self.splits, self.seed)
         return torch.tensor(mean, dtype=torch.float64)
+
+    def values(self, name: str) -> dict[str, Estimate]:
+        mean = float(self.compute())
+        return {name: Estimate(mean, float(self.last_std))}
 
     def protocol(self) -> str:
         return f"splits={self.splits},shuffle seed={self.seed},float64"

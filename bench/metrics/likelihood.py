@@ -18,6 +18,7 @@ from typing import ClassVar
 import torch
 from torchmetrics import Metric
 
+from bench.metrics import requests as rq
 from bench.metrics.base import BenchMetric, MetricContext
 from bench.metrics.registry import METRICS
 
@@ -86,6 +87,15 @@ class NLLBitsPerDim(BenchMetric, Metric):
         self.sum_nats += nats.sum()
         self.sum_dims += float(num_dims) * len(nats)
         self.num_images += len(nats)
+
+    def requests(self) -> tuple[rq.Request, ...]:
+        return (rq.Likelihoods(self.importance_samples),)
+
+    def feed(self, inputs) -> None:
+        answer = inputs[self.requests()[0]]  # bench.providers.LikelihoodAnswer
+        self.likelihood, self.bound = answer.likelihood, answer.bound
+        for nll in answer.nll:
+            self.update(nll, num_dims=answer.num_dims)
 
     def compute(self) -> torch.Tensor:
         """Mean bits/dim (float64); NaN before any update."""

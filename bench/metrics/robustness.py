@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
+from bench.metrics import requests as rq
 from bench.metrics.base import BenchMetric, MetricContext
 from bench.metrics.registry import METRICS
 
@@ -52,6 +53,14 @@ class Robustness(BenchMetric, Metric):
     @classmethod
     def build(cls, ctx: MetricContext) -> Robustness:
         return cls(modalities=ctx.modalities)
+
+    def requests(self) -> tuple[rq.Request, ...]:
+        return tuple(rq.ClassifierPredictions(name) for name in self.names)
+
+    def feed(self, inputs) -> None:
+        for request in self.requests():
+            for logits, label in inputs[request]:
+                self.update(request.condition, logits, label)
 
     def update(self, condition: str, logits: torch.Tensor, target: torch.Tensor) -> None:
         """Adds (B, K) logits and (B,) labels of one batch under ``condition`` (one of :attr:`names`)."""

@@ -17,6 +17,10 @@ tokenizers and Transformer of the fusion classifiers (:mod:`models.fusion.compon
 * ``mvae-late``: one Gaussian expert per modality, q̃(z | x) and q̃(z | w), multiplied with the prior expert (product of
   experts, :func:`~models.fusion.poe.product_of_experts`), trained with MVAE's sub-sampled ELBO (Wu & Goodman, 2018).
 
+The mixture-posterior VAEs ``mopoe`` (MoPoE) and ``mmvae`` (MMVAE) of :mod:`models.fusion.mixture_vae` build on the
+same base and on ``mvae-late``'s unimodal experts (:class:`UnimodalExpertsMVAE`); all five share one constructor
+config, :class:`MultimodalVAEConfig`.
+
 Missing modalities. Late fusion drops an absent expert from the product. Early and mid fusion train with
 **modality dropout**: per training sample, with probability ``p_drop`` the image is missing (text only), with
 probability ``p_drop`` the caption is missing (image only), otherwise both are seen (so ``p_drop <= 0.5``). A missing
@@ -37,7 +41,9 @@ Defaults are small and CPU-friendly (d_model 32, one Transformer layer, 4×4 pat
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +59,50 @@ from models.registry import MODELS
 from models.vae.likelihood import bernoulli_log_likelihood, gaussian_iwae_nll
 
 MODALITIES = ("image", "text")
+
+
+@dataclass(frozen=True)
+class MultimodalVAEConfig:
+    """The constructor arguments every multimodal VAE shares (``mvae-*``, ``mopoe``, ``mmvae``), with their defaults.
+
+    The registered models keep these as explicit keyword arguments (``from_data`` reads their signatures, and
+    ``save_hyperparameters`` records them, so checkpoints stay loadable); their defaults come from
+    :data:`DEFAULTS`, and each model passes ``MultimodalVAEConfig.pick(locals())`` to :class:`MultimodalVAE`.
+    See :class:`MultimodalVAE` for the meaning of each field.
+
+    Raises:
+        ValueError: If there is no caption vocabulary / length, or ``text_weight < 0``.
+    """
+
+    image_shape: tuple[int, int, int] = (1, 8, 8)
+    vocab_size: int = 32
+    text_length: int = 10
+    latent_dim: int = 16
+    width: int = 32
+    d_model: int = 32
+    n_layers: int = 1
+    n_heads: int = 4
+    patch_size: int = 4
+    text_weight: float = 10.0
+    dropout: float = 0.0
+    lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "image_shape", tuple(self.image_shape))  # a list from a YAML / JSON file
+        if self.vocab_size < 2 or self.text_length < 1:
+            raise ValueError(f"need a caption vocabulary and length, got vocab_size={self.vocab_size}, "
+                             f"text_length={self.text_length} (use an image+text datamodule, e.g. captioned-digits)")
+        if self.text_weight < 0:
+            raise ValueError(f"text_weight must be >= 0, got {self.text_weight}")
+
+    @classmethod
+    def pick(cls, values: Mapping[str, Any]) -> MultimodalVAEConfig:
+        """The config of the fields named in ``values`` (e.g. a constructor's ``locals()``); other keys are ignored."""
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+
+
+#: The shared defaults: the registered models' signatures read them (``latent_dim: int = DEFAULTS.latent_dim``).
+DEFAULTS = MultimodalVAEConfig()
 
 
 class TextDecoder(nn.Module):
@@ -97,20 +147,22 @@ class MultimodalVAE(AutoEncoder, TextToImageGenerator):
     :attr:`fusion_stage` and :attr:`fusion_operator`, and call ``save_hyperparameters()`` in their ``__init__``.
 
     Args:
-        image_shape: (C, H, W) of ``batch["image"]``; H == W, a side the conv decoder supports (8, 16, 28, 32, ...).
-        vocab_size: Vocabulary size of ``batch["text"]``. text_length: Caption length L.
-        latent_dim: Size of z. width: Channel width of the image decoder.
-        d_model: Token width of the encoders (and hidden width / 2 of the text decoder).
-        n_layers: Transformer layers per encoder. n_heads: Attention heads.
-        patch_size: Side of the image patches (must divide H).
-        text_weight: Weight λ of the text log-likelihood in the training loss (1 is the plain ELBO; the logged
-            ``val_loss`` always uses 1). The registered models default to 10: like MVAE's up-weighting of the
-            low-dimensional modality, it makes z carry the caption. With λ = 1 a 10-token caption (about 5 nats)
-            barely matters next to 64 pixels, and text→image generations were hardly more coherent than chance.
-            Measured on the captioned-digits test split after 600 steps: a logistic regression that reads the
-            caption's parity × magnitude group from a real image (0.75 on real images; chance 0.25) scored
-            0.27–0.33 on text→image generations with λ = 1, and 0.55 (early), 0.52 (mid), 0.37 (late) with λ = 10.
-        dropout: Dropout inside the Transformers. lr: Adam learning rate.
+        config: The shared constructor arguments (:class:`MultimodalVAEConfig`); its fields:
+            image_shape: (C, H, W) of ``batch["image"]``; H == W, a side the conv decoder supports (8, 16, 28, 32, ...).
+            vocab_size: Vocabulary size of ``batch["text"]``. text_length: Caption length L.
+            latent_dim: Size of z. width: Channel width of the image decoder.
+            d_model: Token width of the encoders (and hidden width / 2 of the text decoder).
+            n_layers: Transformer layers per encoder. n_heads: Attention heads.
+            patch_size: Side of the image patches (must divide H).
+            text_weight: Weight λ of the text log-likelihood in the training loss (1 is the plain ELBO; the logged
+                ``val_loss`` always uses 1). The registered models default to 10: like MVAE's up-weighting of the
+                low-dimensional modality, it makes z carry the caption. With λ = 1 a 10-token caption (about 5 nats)
+                barely matters next to 64 pixels, and text→image generations were hardly more coherent than chance.
+                Measured on the captioned-digits test split after 600 steps: a logistic regression that reads the
+                caption's parity × magnitude group from a real image (0.75 on real images; chance 0.25) scored
+                0.27–0.33 on text→image generations with λ = 1, and 0.55 (early), 0.52 (mid), 0.37 (late) with
+                λ = 10.
+            dropout: Dropout inside the Transformers. lr: Adam learning rate.
     """
 
     family = "fusion"
@@ -119,40 +171,24 @@ class MultimodalVAE(AutoEncoder, TextToImageGenerator):
     #: The modalities, in the order fusion operators receive them.
     modalities: ClassVar[tuple[str, ...]] = MODALITIES
 
-    def __init__(
-        self,
-        image_shape: tuple[int, int, int],
-        vocab_size: int,
-        text_length: int,
-        latent_dim: int,
-        width: int,
-        d_model: int,
-        n_layers: int,
-        n_heads: int,
-        patch_size: int,
-        text_weight: float,
-        dropout: float,
-        lr: float,
-    ) -> None:
+    def __init__(self, config: MultimodalVAEConfig) -> None:
         super().__init__()
-        if vocab_size < 2 or text_length < 1:
-            raise ValueError(f"need a caption vocabulary and length, got vocab_size={vocab_size}, "
-                             f"text_length={text_length} (use an image+text datamodule, e.g. captioned-digits)")
-        if text_weight < 0:
-            raise ValueError(f"text_weight must be >= 0, got {text_weight}")
-        self.image_shape = tuple(image_shape)
-        self.latent_dim = latent_dim
-        self.text_weight = text_weight
-        self.lr = lr
+        self.config = config
+        self.image_shape = config.image_shape
+        self.latent_dim = config.latent_dim
+        self.text_weight = config.text_weight
+        self.lr = config.lr
+        d_model = config.d_model
         self.tokenizers = nn.ModuleDict({
-            "image": ImageTokens(self.image_shape, patch_size, d_model),
-            "text": TextTokens(vocab_size, text_length, d_model),
+            "image": ImageTokens(self.image_shape, config.patch_size, d_model),
+            "text": TextTokens(config.vocab_size, config.text_length, d_model),
         })
-        self.num_patches = (self.image_shape[1] // patch_size) * (self.image_shape[2] // patch_size)
-        self.text_length = text_length
-        self.d_model, self.n_layers, self.n_heads, self.dropout = d_model, n_layers, n_heads, dropout
-        self.image_decoder = ConvDecoder(latent_dim, self.image_shape, width, out_activation=None)
-        self.text_decoder = TextDecoder(latent_dim, text_length, vocab_size, hidden=2 * d_model)
+        self.num_patches = (self.image_shape[1] // config.patch_size) * (self.image_shape[2] // config.patch_size)
+        self.text_length = config.text_length
+        self.d_model, self.n_layers, self.n_heads = d_model, config.n_layers, config.n_heads
+        self.dropout = config.dropout
+        self.image_decoder = ConvDecoder(config.latent_dim, self.image_shape, config.width, out_activation=None)
+        self.text_decoder = TextDecoder(config.latent_dim, config.text_length, config.vocab_size, hidden=2 * d_model)
 
     # ---------------------------------------------------------------------------------------------- building
     def make_encoder(self) -> TokenEncoder:
@@ -350,23 +386,22 @@ class EarlyFusionMVAE(MultimodalVAE):
 
     def __init__(
         self,
-        image_shape: tuple[int, int, int] = (1, 8, 8),
-        vocab_size: int = 32,
-        text_length: int = 10,
-        latent_dim: int = 16,
-        width: int = 32,
-        d_model: int = 32,
-        n_layers: int = 1,
-        n_heads: int = 4,
-        patch_size: int = 4,
+        image_shape: tuple[int, int, int] = DEFAULTS.image_shape,
+        vocab_size: int = DEFAULTS.vocab_size,
+        text_length: int = DEFAULTS.text_length,
+        latent_dim: int = DEFAULTS.latent_dim,
+        width: int = DEFAULTS.width,
+        d_model: int = DEFAULTS.d_model,
+        n_layers: int = DEFAULTS.n_layers,
+        n_heads: int = DEFAULTS.n_heads,
+        patch_size: int = DEFAULTS.patch_size,
         p_drop: float = 0.3,
-        text_weight: float = 10.0,
-        dropout: float = 0.0,
-        lr: float = 1e-3,
+        text_weight: float = DEFAULTS.text_weight,
+        dropout: float = DEFAULTS.dropout,
+        lr: float = DEFAULTS.lr,
     ) -> None:
         _check_p_drop(p_drop)
-        super().__init__(image_shape, vocab_size, text_length, latent_dim, width, d_model, n_layers, n_heads,
-                         patch_size, text_weight, dropout, lr)
+        super().__init__(MultimodalVAEConfig.pick(locals()))
         self.save_hyperparameters()
         self.fusion_stage, self.fusion_operator = "early", "early-concat"
         self.fusion: FusionOperator = FUSIONS.get("early-concat")([d_model, d_model], d_model)
@@ -414,22 +449,22 @@ class MidFusionMVAE(MultimodalVAE):
 
     def __init__(
         self,
-        image_shape: tuple[int, int, int] = (1, 8, 8),
-        vocab_size: int = 32,
-        text_length: int = 10,
+        image_shape: tuple[int, int, int] = DEFAULTS.image_shape,
+        vocab_size: int = DEFAULTS.vocab_size,
+        text_length: int = DEFAULTS.text_length,
         fusion: str = "mid-concat",
-        latent_dim: int = 16,
-        width: int = 32,
-        d_model: int = 32,
-        n_layers: int = 1,
-        n_heads: int = 4,
-        patch_size: int = 4,
+        latent_dim: int = DEFAULTS.latent_dim,
+        width: int = DEFAULTS.width,
+        d_model: int = DEFAULTS.d_model,
+        n_layers: int = DEFAULTS.n_layers,
+        n_heads: int = DEFAULTS.n_heads,
+        patch_size: int = DEFAULTS.patch_size,
         p_drop: float = 0.3,
-        text_weight: float = 10.0,
+        text_weight: float = DEFAULTS.text_weight,
         align_weight: float = 0.0,
         align_temperature: float = 0.1,
-        dropout: float = 0.0,
-        lr: float = 1e-3,
+        dropout: float = DEFAULTS.dropout,
+        lr: float = DEFAULTS.lr,
     ) -> None:
         accepted = fusion_names(stage="mid")
         if fusion not in accepted:
@@ -438,8 +473,7 @@ class MidFusionMVAE(MultimodalVAE):
         if align_weight < 0:
             raise ValueError(f"align_weight must be >= 0, got {align_weight}")
         _check_p_drop(p_drop)
-        super().__init__(image_shape, vocab_size, text_length, latent_dim, width, d_model, n_layers, n_heads,
-                         patch_size, text_weight, dropout, lr)
+        super().__init__(MultimodalVAEConfig.pick(locals()))
         self.save_hyperparameters()
         self.fusion_stage, self.fusion_operator = "mid", fusion
         op = FUSIONS.get(fusion)
@@ -498,8 +532,29 @@ class MidFusionMVAE(MultimodalVAE):
 
 
 # ================================================================================================= late fusion
+class UnimodalExpertsMVAE(MultimodalVAE):
+    """Unregistered base of the late-fusion VAEs (``mvae-late``, ``mopoe``, ``mmvae``): one Gaussian expert per
+    modality, ``q̃(z | x_m)`` = a Transformer over the modality's tokens and a linear head; subclasses combine the
+    experts (a product, a mixture of products, a mixture).
+
+    Args:
+        config: As :class:`MultimodalVAE`.
+    """
+
+    fusion_stage = "late"
+
+    def __init__(self, config: MultimodalVAEConfig) -> None:
+        super().__init__(config)
+        self.encoders = nn.ModuleDict({name: self.make_encoder() for name in self.modalities})
+        self.experts = nn.ModuleDict({name: self.posterior_head() for name in self.modalities})
+
+    def expert(self, name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The unimodal expert q̃(z | x_name) (without the prior): mean and log-variance, each (B, Z)."""
+        return self.gaussian(self.experts[name](self.encoders[name](self.tokenizers[name](x))))
+
+
 @MODELS.register("mvae-late")
-class LateFusionMVAE(MultimodalVAE):
+class LateFusionMVAE(UnimodalExpertsMVAE):
     """MVAE (Wu & Goodman, 2018): one Gaussian expert per modality, q̃(z | x) and q̃(z | w), each a Transformer and a
     linear head; the posterior of any subset of modalities is the product of its experts and the N(0, I) prior.
 
@@ -516,29 +571,22 @@ class LateFusionMVAE(MultimodalVAE):
 
     def __init__(
         self,
-        image_shape: tuple[int, int, int] = (1, 8, 8),
-        vocab_size: int = 32,
-        text_length: int = 10,
-        latent_dim: int = 16,
-        width: int = 32,
-        d_model: int = 32,
-        n_layers: int = 1,
-        n_heads: int = 4,
-        patch_size: int = 4,
-        text_weight: float = 10.0,
-        dropout: float = 0.0,
-        lr: float = 1e-3,
+        image_shape: tuple[int, int, int] = DEFAULTS.image_shape,
+        vocab_size: int = DEFAULTS.vocab_size,
+        text_length: int = DEFAULTS.text_length,
+        latent_dim: int = DEFAULTS.latent_dim,
+        width: int = DEFAULTS.width,
+        d_model: int = DEFAULTS.d_model,
+        n_layers: int = DEFAULTS.n_layers,
+        n_heads: int = DEFAULTS.n_heads,
+        patch_size: int = DEFAULTS.patch_size,
+        text_weight: float = DEFAULTS.text_weight,
+        dropout: float = DEFAULTS.dropout,
+        lr: float = DEFAULTS.lr,
     ) -> None:
-        super().__init__(image_shape, vocab_size, text_length, latent_dim, width, d_model, n_layers, n_heads,
-                         patch_size, text_weight, dropout, lr)
+        super().__init__(MultimodalVAEConfig.pick(locals()))
         self.save_hyperparameters()
         self.fusion_stage, self.fusion_operator = "late", "poe"
-        self.encoders = nn.ModuleDict({name: self.make_encoder() for name in self.modalities})
-        self.experts = nn.ModuleDict({name: self.posterior_head() for name in self.modalities})
-
-    def expert(self, name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The unimodal expert q̃(z | x_name) (without the prior): mean and log-variance, each (B, Z)."""
-        return self.gaussian(self.experts[name](self.encoders[name](self.tokenizers[name](x))))
 
     def encode(self, image, text, image_present=None, text_present=None):  # noqa: D102 (see MultimodalVAE.encode)
         b = self._batch_size(image, text)

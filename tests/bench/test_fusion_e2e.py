@@ -25,7 +25,8 @@ VARIANTS = {  # suite label -> (stage, operator): mid-concat with the ViT, with 
     "mid-concat-align": ("mid", "mid-concat"),
 }
 GENERATIVE = {"mvae-early": ("early", "early-concat"), "mvae-mid": ("mid", "mid-concat"),
-              "mvae-mid-gated": ("mid", "mid-gated"), "mvae-late": ("late", "poe")}
+              "mvae-mid-gated": ("mid", "mid-gated"), "mvae-late": ("late", "poe"), "mopoe": ("late", "mopoe"),
+              "mmvae": ("late", "moe")}
 BASELINES = ("unimodal-image", "unimodal-text")
 ROBUSTNESS = ["acc-drop-image", "acc-drop-text", *(f"acc-noise-{m}@{lvl}" for m in ("image", "text")
                                                    for lvl in ("0.1", "0.25", "0.5", "1")),

@@ -110,5 +110,34 @@ def test_metric_class_matches_functional_and_batching():
     mean, std = kernel_distance(real, fake.float().double(), subsets=4, subset_size=25, seed=3)
     assert metric.compute().item() == pytest.approx(mean.item(), rel=1e-12)
     assert metric.last_std.item() == pytest.approx(std.item(), rel=1e-12)
-    assert metric.protocol() == "kernel=poly3,subsets=4,subset_size=25,seed=3"
+    assert metric.protocol() == "kernel=poly3,subsets=4,subset_size=25,subset_draw=numpy choice,seed=3"
+    assert metric.values("kid") == {"kid": (pytest.approx(mean.item(), rel=1e-12), pytest.approx(std.item()))}
+
+
+def test_clamped_subset_size_is_in_protocol():
+    """A subset size above the samples is clamped with a warning, and the protocol records what was used."""
+    metric = KID.build(MetricContext(seed=0, kid_subsets=2, kid_subset_size=1000))
+    metric.update(features(1, 30, 4), real=True)
+    metric.update(features(2, 20, 4), real=False)
+    with pytest.warns(UserWarning, match="clamped"):
+        metric.values("kid")
+    assert "subset_size=20 (asked 1000; clamped to the sample size)" in metric.protocol()
+
+
+def test_subsets_are_torch_fidelitys():
+    """The subsets are drawn as torch-fidelity draws them with input1 = the generated set: equal to
+    kid_features_to_metric at its seed in float64 (its float32 kernel aside), for subsets smaller than the samples,
+    and different when the sets are swapped (the draw order matters)."""
+    tf = pytest.importorskip("torch_fidelity.metric_kid")
+    real, fake = features(5, 40, 6).double(), features(6, 30, 6, shift=0.2).double()
+    mean, std = kernel_distance(real, fake, subsets=7, subset_size=11, seed=2020)
+    ref = tf.kid_features_to_metric(fake, real, kid_subsets=7, kid_subset_size=11, verbose=False, rng_seed=2020,
+                                    kid_kernel="poly", kid_kernel_poly_degree=3, kid_kernel_poly_gamma=None,
+                                    kid_kernel_poly_coef0=1)
+    assert mean.item() == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-10)
+    assert std.item() == pytest.approx(ref["kernel_inception_distance_std"], rel=1e-10)
+    swapped = tf.kid_features_to_metric(real, fake, kid_subsets=7, kid_subset_size=11, verbose=False, rng_seed=2020,
+                                        kid_kernel="poly", kid_kernel_poly_degree=3, kid_kernel_poly_gamma=None,
+                                        kid_kernel_poly_coef0=1)
+    assert mean.item() != pytest.approx(swapped["kernel_inception_distance_mean"], rel=1e-6)
     assert KID.higher_is_better is False and KID.input_kind == "features"

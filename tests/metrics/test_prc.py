@@ -116,17 +116,32 @@ def test_registration_and_protocol():
 
 
 def test_evaluator_turns_dict_into_four_rows():
-    """Evaluator._scores makes one Score per value, each higher-is-better with the metric's protocol."""
-    metric = PRC.build(MetricContext())
-    real, fake = features(11, 60, 4), features(12, 50, 4, shift=0.3)
-    metric.update(real, real=True)
-    metric.update(fake, real=False)
-    expected = prdc(real, fake, k=3)
-    scores = Evaluator._scores("prc", metric, "test", n_real=60, n_fake=50, backbone="bb")
+    """The evaluator makes one Score per value of a dict metric, each with the metric's direction, protocol and
+    the counts of the features it was fed."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from bench.evaluate import ImageSetSubject
+    from bench.spec import EvalSpec
+
+    class Identity(torch.nn.Module):  # (B, 1, 2, 2) uint8 images -> (B, 4) features
+        registry_name, weights_sha256, resize, forward_version, num_features = "bb", "0" * 64, "none", "1", 4
+
+        def forward(self, x):
+            return x.flatten(1).float()
+
+    gen = torch.Generator().manual_seed(0)
+    real = torch.randint(0, 256, (60, 1, 2, 2), generator=gen, dtype=torch.uint8)
+    fake = torch.randint(0, 200, (50, 1, 2, 2), generator=gen, dtype=torch.uint8)
+    evaluator = Evaluator(EvalSpec(batch_size=16), ("prc",), Identity())
+    data = SimpleNamespace(image_shape=(1, 2, 2), num_classes=0, modalities=("image",))
+    scores = evaluator.score(ImageSetSubject({"real": real, "fake": fake}), data, seed=0)
+    expected = prdc(real.flatten(1).float(), fake.flatten(1).float(), k=3)
     assert [s.metric for s in scores] == list(PRDC_KEYS)
     for s in scores:
         assert s.value == pytest.approx(expected[s.metric].item(), abs=0)
-        assert s.higher_is_better is True and s.protocol == metric.protocol()
+        assert s.higher_is_better is True and s.protocol.startswith(PRC().protocol())
         assert (s.split, s.n_real, s.n_fake, s.backbone) == ("test", 60, 50, "bb")
 
 

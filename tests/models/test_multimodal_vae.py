@@ -2,11 +2,16 @@
 
 The shared model checks for each model, the product-of-experts algebra against closed forms, what cross-modal
 generation may and may not read, MVAE's masked experts, modality dropout's frequencies, the ``fusion`` argument's
-error, 28×28 (captioned Fashion-MNIST) shapes, and a short training run that lowers the validation ELBO loss.
+error, 28×28 (captioned Fashion-MNIST) shapes, and a short training run that lowers the validation ELBO loss; the
+generic checks (stage and operator, what cross-modal generation reads, the image-only bound, 28×28 shapes, short
+training) also run on the mixture-posterior VAEs ``mopoe`` and ``mmvae`` (their own tests:
+``tests/models/test_mopoe_mmvae.py``), and all five share one constructor config (:class:`MultimodalVAEConfig`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,13 +23,14 @@ import models.fusion.multimodal_vae  # noqa: F401  (registers mvae-*; see the re
 from datamodules import DATAMODULES
 from datamodules.captioned_fashion import CaptionedFashionMNISTDataModule
 from models import MODELS
-from models.fusion.multimodal_vae import MultimodalVAE
+from models.fusion.multimodal_vae import DEFAULTS, MultimodalVAE, MultimodalVAEConfig
 from models.fusion.operators import fusion_names
 from models.fusion.poe import product_of_experts
 from tests.models.tester import ModelTesterMixin, quiet_trainer
 
 TINY = {"latent_dim": 8, "width": 16, "d_model": 16, "n_layers": 1}
 NAMES = ("mvae-early", "mvae-mid", "mvae-late")
+ALL = (*NAMES, "mopoe", "mmvae")  # with the mixture-posterior VAEs of models/fusion/mixture_vae.py
 
 
 @pytest.fixture(autouse=True)
@@ -123,12 +129,41 @@ def test_extreme_variances_stay_finite_and_the_precise_expert_wins() -> None:
     assert out_mu.item() == pytest.approx(3.0, abs=1e-6) and out_logvar.item() == pytest.approx(-30.0, abs=1e-5)
 
 
+# ------------------------------------------------------------------------------------------- shared config
+@pytest.mark.parametrize("name", ALL)
+def test_every_multimodal_vae_takes_the_shared_config_as_keywords(name: str) -> None:
+    """The config's fields are keyword arguments of every constructor, with the shared defaults, and rebuild it."""
+    cls = MODELS.get(name)
+    params = inspect.signature(cls.__init__).parameters
+    for field in dataclasses.fields(MultimodalVAEConfig):
+        assert params[field.name].default == getattr(DEFAULTS, field.name), field.name
+    torch.manual_seed(0)
+    model = cls(image_shape=[1, 8, 8], vocab_size=20, text_length=7, latent_dim=5, d_model=16, text_weight=2.0)
+    assert model.config == MultimodalVAEConfig.pick(model.hparams)
+    assert (model.config.image_shape, model.config.vocab_size, model.latent_dim) == ((1, 8, 8), 20, 5)
+    assert "config" not in model.hparams, "save_hyperparameters records the keyword arguments, not the dataclass"
+    with pytest.raises(ValueError, match="caption vocabulary"):
+        cls(vocab_size=1)
+    with pytest.raises(ValueError, match="text_weight"):
+        cls(text_weight=-1.0)
+
+
+def test_mvae_late_keeps_its_module_names_for_old_checkpoints() -> None:
+    """The shared experts base (UnimodalExpertsMVAE) builds mvae-late's modules under their old names, in order."""
+    model = MODELS.get("mvae-late")()
+    assert [name for name, _ in model.named_children()] == [
+        "tokenizers", "image_decoder", "text_decoder", "encoders", "experts"]
+    assert model.num_parameters() == 56225  # the pre-refactor count at the defaults
+
+
 # --------------------------------------------------------------------------------------- stage and operator
 @pytest.mark.parametrize(("name", "hparams", "stage", "operator"), [
     ("mvae-early", {}, "early", "early-concat"),
     ("mvae-mid", {}, "mid", "mid-concat"),
     ("mvae-mid", {"fusion": "mid-gated"}, "mid", "mid-gated"),
     ("mvae-late", {}, "late", "poe"),
+    ("mopoe", {}, "late", "mopoe"),
+    ("mmvae", {}, "late", "moe"),
 ])
 def test_models_declare_stage_operator_and_modalities(name: str, hparams: dict, stage: str, operator: str, dm) -> None:
     model = tiny(name, dm, **hparams)
@@ -168,7 +203,7 @@ def test_modality_dropout_frequencies(dm) -> None:
     assert (~text).float().mean().item() == pytest.approx(0.3, abs=0.015)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ALL)
 def test_text_only_posterior_reads_no_image(name: str, dm, batch) -> None:
     model = tiny(name, dm)
     x, w = batch["image"], batch["text"]
@@ -182,7 +217,7 @@ def test_text_only_posterior_reads_no_image(name: str, dm, batch) -> None:
     assert not torch.allclose(mu, joint_mu), "the image does reach the joint posterior"
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ALL)
 def test_cross_modal_generation_depends_on_the_caption(name: str, dm, batch) -> None:
     model = tiny(name, dm)
     w = batch["text"]
@@ -237,7 +272,7 @@ def test_dropout_objective_is_the_weighted_negative_elbo(name: str, dm, batch) -
     assert val.item() == pytest.approx((val_logs["rec_image"] + val_logs["rec_text"] + val_logs["kl"]).item(), rel=1e-5)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ALL)
 def test_image_only_elbo_is_a_bound_in_nats_per_image(name: str, dm, batch) -> None:
     model = tiny(name, dm)
     x = batch["image"]
@@ -250,7 +285,7 @@ def test_image_only_elbo_is_a_bound_in_nats_per_image(name: str, dm, batch) -> N
 
 
 # -------------------------------------------------------------------------------- 28×28 (captioned Fashion)
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ALL)
 def test_works_at_the_captioned_fashion_mnist_shapes(name: str) -> None:
     vocab, length = len(CaptionedFashionMNISTDataModule.vocab), CaptionedFashionMNISTDataModule.text_length
     torch.manual_seed(0)
@@ -267,7 +302,7 @@ def test_works_at_the_captioned_fashion_mnist_shapes(name: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ short training
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ALL)
 def test_short_training_lowers_the_validation_elbo_loss(name: str, dm, tmp_path: Path) -> None:
     """60 Adam steps (batch 32) on captioned-digits: the logged val_loss (-ELBO(x, w), nats) drops clearly."""
     model = tiny(name, dm, lr=3e-3).train()
@@ -283,5 +318,5 @@ def test_short_training_lowers_the_validation_elbo_loss(name: str, dm, tmp_path:
     assert {"train_loss", "train_rec_image", "train_rec_text", "train_kl"} <= set(trainer.callback_metrics)
     assert {"val_loss", "val_rec_image", "val_rec_text", "val_kl", "val_nelbo_image"} <= set(after)
     change = f"val_loss {before['val_loss']:.1f} -> {after['val_loss']:.1f}"
-    assert after["val_loss"] < before["val_loss"] - 15.0, change  # measured: about 79-80 -> 44-46 nats
+    assert after["val_loss"] < before["val_loss"] - 15.0, change  # measured: about 79-80 -> 44-46 (mmvae 52) nats
     assert after["val_nelbo_image"] < before["val_nelbo_image"] - 5.0
