@@ -20,7 +20,7 @@ from typing import Any
 from bench import plugins
 
 MODEL_NAMES: frozenset[str] = frozenset({
-    "beta-vae", "dcgan", "early-concat", "early-fusion", "gpt", "info-vae", "late-average", "late-fusion", "late-stacking", "late-weighted", "lsgan",
+    "beta-vae", "dcgan", "early-concat", "gpt", "info-vae", "late-average", "late-stacking", "late-weighted", "lsgan",
     "maskgit", "mid-attention", "mid-concat", "mid-cross-attention", "mid-gated", "mid-lowrank-tensor", "mid-sum",
     "mid-tensor", "mmvae", "mopoe", "mvae-early", "mvae-late", "mvae-mid", "progan", "stylegan", "text2image-gpt",
     "transformer-xl", "unimodal-image", "unimodal-text", "vae", "vit", "vq-vae", "wgan", "wgan-gp",

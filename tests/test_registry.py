@@ -103,7 +103,7 @@ def test_real_registries_hold_expected_names():
     from bench.metrics import METRICS
     from bench.suites import SUITES
 
-    assert {"dcgan", "vae", "early-fusion", "late-fusion", "unimodal-image", "unimodal-text"} <= set(models.MODELS)
+    assert {"dcgan", "vae", "early-concat", "late-average", "unimodal-image", "unimodal-text"} <= set(models.MODELS)
     assert {"digits", "fashion-mnist", "mnist", "cifar10", "captioned-digits"} <= set(datamodules.DATAMODULES)
     assert {"fid", "kid", "mse", "psnr", "ssim", "accuracy", "f1-macro"} <= set(METRICS)
     assert "efficientnet-lite0" in BACKBONES

@@ -1,13 +1,13 @@
-"""Image+text classifiers: unimodal baselines, early fusion and late fusion over the same token encoders.
+"""Image+text classifiers: the shared base of every fusion classifier, and the unimodal baselines.
 
-All four share the tokenizers (chosen by ``image_encoder`` and ``text_encoder``, see
+Every classifier shares the tokenizers (chosen by ``image_encoder`` and ``text_encoder``, see
 :mod:`models.fusion.encoders`) and the Transformer (:class:`TokenEncoder`) configuration, so the comparison
 isolates *where* the modalities are fused:
 
-* ``unimodal-image`` / ``unimodal-text``: one modality's tokens → encoder → head;
-* ``early-fusion``: both token sequences concatenated (:class:`EarlyConcatFusion`) → one shared encoder → head;
-* ``late-fusion``: one encoder and head per modality, each trained on its own loss; the prediction averages
-  their class probabilities (:class:`LateAverageFusion`).
+* ``unimodal-image`` / ``unimodal-text`` (here): one modality's tokens → encoder → head;
+* the fusion models, one per registered fusion operator (:mod:`models.fusion.operator_classifiers`), e.g.
+  ``early-concat`` (both token sequences concatenated → one shared encoder → head) and ``late-average`` (one
+  encoder and head per modality, each trained on its own loss; the prediction averages their class probabilities).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import Classifier
-from models.fusion.components import ClsReadout, EarlyConcatFusion, LateAverageFusion, TokenEncoder
+from models.fusion.components import ClsReadout, EarlyConcatFusion, TokenEncoder
 from models.fusion.encoders import build_image_encoder, build_text_encoder, check_encoder_kinds
 from models.registry import MODELS
 
@@ -129,7 +129,7 @@ class TokenClassifierBase(Classifier):
 
 
 class SingleEncoderClassifier(TokenClassifierBase):
-    """Tokens of every modality read by one shared encoder (early fusion; with one modality, a baseline)."""
+    """The tokens of :attr:`modalities` read by one encoder and one head (with a single modality: a baseline)."""
 
     def build(self) -> None:
         self.fusion = EarlyConcatFusion(len(self.modalities), self.hparams.d_model)
@@ -155,40 +155,3 @@ class UnimodalTextClassifier(SingleEncoderClassifier):
     """Baseline that sees only the caption."""
 
     modalities = ("text",)
-
-
-@MODELS.register("early-fusion")
-class EarlyFusionClassifier(SingleEncoderClassifier):
-    """Image patches and caption words in one token sequence, one shared Transformer encoder."""
-
-    fusion_stage = "early"
-    fusion_operator = "early-concat"
-
-
-@MODELS.register("late-fusion")
-class LateFusionClassifier(TokenClassifierBase):
-    """One encoder and head per modality; predictions averaged in probability space."""
-
-    fusion_stage = "late"
-    fusion_operator = "late-average"
-
-    def build(self) -> None:
-        self.encoders = nn.ModuleDict({m: self.make_encoder(m) for m in self.modalities})
-        self.heads = nn.ModuleDict({m: self.make_head() for m in self.modalities})
-        self.fusion = LateAverageFusion()
-
-    def unimodal_logits(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-        """One (B, K) logits tensor per modality."""
-        return [self.heads[m](self.encoders[m](t)) for m, t in zip(self.modalities, self.tokens(batch))]
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:  # -> (B, K) log-probabilities
-        return self.fusion(self.unimodal_logits(batch))
-
-    def predict_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self(batch)
-
-    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each branch is trained as its own classifier (classic late fusion); returns the fused prediction."""
-        per_modality = self.unimodal_logits(batch)
-        loss = sum(F.cross_entropy(logits, batch["label"]) for logits in per_modality)
-        return loss, self.fusion(per_modality)

@@ -1,17 +1,17 @@
-"""Plain ``nn.Module`` pieces of the fusion classifiers: modality tokenizers, a shared encoder, fusion operators.
+"""Plain ``nn.Module`` pieces of the fusion classifiers: modality tokenizers, a shared encoder, token concatenation.
 
 The tokenizers (:class:`ImageTokens`, :class:`ConvTokens`, :class:`TextTokens`; the ViT and MiniLM ones are in
-:mod:`models.fusion.encoders`) map a modality's batch tensor to a (B, T, d) token sequence;
-:func:`models.fusion.encoders.build_image_encoder` / ``build_text_encoder`` choose one by name.
+:mod:`models.fusion.encoders`) map a modality's batch tensor to a (B, T, d) token sequence; the registries
+:data:`models.fusion.encoders.IMAGE_ENCODERS` / ``TEXT_ENCODERS`` choose one by name.
 
-Every fusion operator follows MultiBench's ``fusions/common_fusions.py`` interface:
-``forward(modalities: list[Tensor]) -> Tensor``.
+:class:`EarlyConcatFusion` (the unimodal baselines' input) follows MultiBench's ``fusions/common_fusions.py``
+interface, ``forward(modalities: list[Tensor]) -> Tensor``, like the registered fusion operators
+(:mod:`models.fusion.operators`).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -129,14 +129,3 @@ class EarlyConcatFusion(nn.Module):
 
     def forward(self, modalities: list[torch.Tensor]) -> torch.Tensor:
         return torch.cat([tokens + self.modality[i] for i, tokens in enumerate(modalities)], dim=1)
-
-
-class LateAverageFusion(nn.Module):
-    """Late (decision-level) fusion: the average of the unimodal class probabilities, returned as log-probabilities.
-
-    ``forward([(B, K), (B, K), ...] logits) -> (B, K)`` log of the mean of the softmaxes.
-    """
-
-    def forward(self, modalities: list[torch.Tensor]) -> torch.Tensor:
-        log_probs = torch.stack([F.log_softmax(logits, dim=-1) for logits in modalities])  # (M, B, K)
-        return torch.logsumexp(log_probs, dim=0) - torch.log(torch.tensor(float(len(modalities))))

@@ -510,7 +510,7 @@ class LateAverage(_LateFusion):
 
     Options:
         space: "probs" (default): the log of the mean of the softmaxes, i.e. normalised log-probabilities (as
-            :class:`~models.fusion.components.LateAverageFusion`); "logits": the mean of the logits.
+            MultiBench's late averaging); "logits": the mean of the logits.
     """
 
     def __init__(self, in_dims: list[int], out_dim: int, *, space: str = "probs") -> None:

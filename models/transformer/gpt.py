@@ -18,37 +18,48 @@ from torch import nn
 from models.base import LikelihoodModel
 from models.registry import MODELS
 from models.transformer.blocks import Block, KVCache, init_gpt_weights
-from models.transformer.tokenizers import ImageTokenizer, PixelTokenizer, build_tokenizer
+from models.transformer.config import TransformerConfig, field_defaults
+from models.transformer.tokenizers import ImageTokenizer, PixelTokenizer
+
+#: Defaults of ``gpt``'s arguments (:class:`~models.transformer.config.TransformerConfig`).
+DEFAULTS = field_defaults(TransformerConfig)
 
 
 class AutoregressiveImageModel(LikelihoodModel):
     """Shared logic of models that generate an image's tokens one at a time (``gpt``, ``transformer-xl``, …).
 
-    Subclasses call ``save_hyperparameters()`` (the hparams below must be among their ``__init__`` arguments),
-    then :meth:`setup_tokenizer`, build their network, and implement :meth:`image_logits` and
-    :meth:`generate_tokens`. This class provides the tokenizer bookkeeping, the likelihood protocol, token
-    sampling (temperature, top-k, CPU ``generator``), the training/validation steps and the optimizer.
+    Subclasses pass their configuration (a :class:`~models.transformer.config.TransformerConfig`, typically
+    ``<Config>.pick(locals())`` of their explicit keyword arguments) to this ``__init__``, which builds the
+    tokenizer; they then call ``save_hyperparameters()``, build their network from ``self.config``, and implement
+    :meth:`image_logits` and :meth:`generate_tokens`. This class provides the tokenizer bookkeeping, the likelihood
+    protocol, token sampling (temperature, top-k, CPU ``generator``), the training/validation steps and the
+    optimizer.
 
-    Hyperparameters read here: ``image_shape``, ``tokenizer``, ``levels``, ``token_size``,
-    ``tokenizer_weights``, ``temperature``, ``top_k``, ``lr``, ``weight_decay``, ``warmup_steps``,
-    ``cosine_decay``.
+    Args:
+        config: The model's configuration (kept as ``self.config``; frozen). The network is built from it; the
+            run-time settings (``temperature``, ``top_k``, ``lr``, ``weight_decay``, ``warmup_steps``,
+            ``cosine_decay``) are read from ``self.hparams`` when used, so they can be changed on a built model.
     """
 
     family = "transformer"
     nll_bound = "exact"
     tokenizer: ImageTokenizer
+    config: TransformerConfig
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.setup_tokenizer()
 
     # ------------------------------------------------------------------------------------------------- setup
     def setup_tokenizer(self) -> None:
-        """Builds ``self.tokenizer`` from the hparams and states the likelihood it implies.
+        """Builds ``self.tokenizer`` from the config and states the likelihood it implies.
 
-        The pixel token grid is ``min(token_size, H)`` on a side (see :func:`build_tokenizer`).
+        The pixel token grid is ``min(token_size, H)`` on a side (see
+        :func:`~models.transformer.tokenizers.build_tokenizer`).
         """
-        hp = self.hparams
-        self.image_shape = tuple(int(s) for s in hp.image_shape)
-        self.tokenizer = build_tokenizer(
-            self.image_shape, kind=hp.tokenizer, levels=hp.levels, size=hp.token_size, weights=hp.tokenizer_weights
-        )
+        self.image_shape = self.config.image_shape
+        self.tokenizer = self.config.build_tokenizer()
         tok = self.tokenizer
         if isinstance(tok, PixelTokenizer):
             h, w = tok.grid
@@ -187,48 +198,45 @@ class GPT(AutoregressiveImageModel):
     With the defaults on 28×28 images (16 levels, 14×14 tokens) the model has 0.82 M parameters.
 
     Args:
-        image_shape: (C, H, W) of the data (C = 1 for the pixel tokenizer).
-        n_layer: Transformer blocks. n_head: Attention heads. n_embd: Width. dropout: Dropout rate.
-        tokenizer: "pixel" (quantized intensities) or "vq" (codes of a trained ``vq-vae``).
-        levels: Intensity levels of the pixel tokenizer (its vocabulary).
-        token_size: Side of the pixel token grid (area-downsampled; capped at the image side; 0: image size).
-        tokenizer_weights: ``vq-vae`` weights file (``save_weights``) for ``tokenizer="vq"``.
-        temperature: Sampling temperature (<= 0: greedy).
-        top_k: Sample among the k most likely tokens (0: all).
-        lr: Peak AdamW learning rate. weight_decay: AdamW weight decay on matrices.
-        warmup_steps: Linear warmup steps (0: none). cosine_decay: Cosine decay to 0.1·lr over the run.
+        image_shape, n_layer, n_head, n_embd, dropout, tokenizer, levels, token_size, tokenizer_weights,
+        temperature, top_k, lr, weight_decay, warmup_steps, cosine_decay: The fields of
+        :class:`~models.transformer.config.TransformerConfig` (meaning and defaults).
     """
 
     def __init__(
         self,
-        image_shape: tuple[int, int, int] = (1, 28, 28),
-        n_layer: int = 4,
-        n_head: int = 4,
-        n_embd: int = 128,
-        dropout: float = 0.0,
-        tokenizer: str = "pixel",
-        levels: int = 16,
-        token_size: int = 14,
-        tokenizer_weights: str | None = None,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        lr: float = 1e-3,
-        weight_decay: float = 0.01,
-        warmup_steps: int = 0,
-        cosine_decay: bool = False,
+        image_shape: tuple[int, int, int] = DEFAULTS.image_shape,
+        n_layer: int = DEFAULTS.n_layer,
+        n_head: int = DEFAULTS.n_head,
+        n_embd: int = DEFAULTS.n_embd,
+        dropout: float = DEFAULTS.dropout,
+        tokenizer: str = DEFAULTS.tokenizer,
+        levels: int = DEFAULTS.levels,
+        token_size: int = DEFAULTS.token_size,
+        tokenizer_weights: str | None = DEFAULTS.tokenizer_weights,
+        temperature: float = DEFAULTS.temperature,
+        top_k: int = DEFAULTS.top_k,
+        lr: float = DEFAULTS.lr,
+        weight_decay: float = DEFAULTS.weight_decay,
+        warmup_steps: int = DEFAULTS.warmup_steps,
+        cosine_decay: bool = DEFAULTS.cosine_decay,
     ) -> None:
-        super().__init__()
+        super().__init__(TransformerConfig.pick(locals()))
         self.save_hyperparameters()
-        self.setup_tokenizer()
+        self.build_network()
+
+    def build_network(self) -> None:
+        """Embeddings, blocks, final LayerNorm and head of ``self.config``, GPT-initialized."""
+        cfg = self.config
         prefix_vocab, self.prefix_len = self.prefix_spec()
         self.image_offset = prefix_vocab  # input id of image token k is prefix_vocab + k
-        self.tok_emb = nn.Embedding(prefix_vocab + self.vocab + 1, n_embd)  # + BOS
-        self.pos_emb = nn.Embedding(self.prefix_len + self.seq_len, n_embd)
-        self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(Block(n_embd, n_head, dropout, causal=True) for _ in range(n_layer))
-        self.ln_f = nn.LayerNorm(n_embd)
-        self.head = nn.Linear(n_embd, self.vocab, bias=False)
-        init_gpt_weights(self, n_layer)
+        self.tok_emb = nn.Embedding(prefix_vocab + self.vocab + 1, cfg.n_embd)  # + BOS
+        self.pos_emb = nn.Embedding(self.prefix_len + self.seq_len, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg.n_embd, cfg.n_head, cfg.dropout, causal=True) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd)
+        self.head = nn.Linear(cfg.n_embd, self.vocab, bias=False)
+        init_gpt_weights(self, cfg.n_layer)
 
     def prefix_spec(self) -> tuple[int, int]:
         """(prefix vocabulary size, prefix length) of a conditioning prefix before BOS; none for plain GPT."""

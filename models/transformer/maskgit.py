@@ -1,6 +1,6 @@
 """MaskGIT (Chang et al., 2022): a bidirectional masked-token transformer over image tokens, decoded in parallel.
 
-Training (the paper's Sec. 3.1): tokenize the image (:func:`models.transformer.tokenizers.build_tokenizer`), draw
+Training (the paper's Sec. 3.1): tokenize the image (:data:`models.transformer.tokenizers.TOKENIZERS`), draw
 a mask ratio ``r = cos(π/2 · u)``, ``u ~ U(0, 1)``, per image, replace ``max(1, ceil(r·N))`` randomly chosen of the
 N positions by a [MASK] token, and minimise the cross-entropy of the true tokens at the masked positions only.
 
@@ -23,8 +23,11 @@ from torch import nn
 
 from models.base import ImageGenerator
 from models.registry import MODELS
-from models.transformer.tokenizers import build_tokenizer
+from models.transformer.config import MaskGITConfig, field_defaults
 from models.transformer.vit import EncoderBlock, init_transformer_weights
+
+#: Defaults of ``maskgit``'s arguments (:class:`~models.transformer.config.MaskGITConfig`).
+DEFAULTS = field_defaults(MaskGITConfig)
 
 
 # ---------------------------------------------------------------------------------------------- schedule helpers
@@ -106,56 +109,53 @@ class MaskGIT(ImageGenerator):
     """Bidirectional masked-token image generator with iterative parallel decoding (cosine schedule).
 
     Args:
-        image_shape: (C, H, W) of the dataset's images (from the datamodule).
-        tokenizer: "pixel" (quantized intensities) or "vq" (codes of a trained ``vq-vae``).
-        levels: Intensity levels of the pixel tokenizer (its vocabulary size).
-        token_size: Token grid side of the pixel tokenizer (images are area-downsampled to it, never upsampled;
-            None: full size).
-        tokenizer_weights: ``vq-vae`` weights file for ``tokenizer="vq"``.
-        dim: Transformer width. depth: Encoder blocks. heads: Attention heads. mlp_ratio: MLP width / dim.
-        dropout: Dropout rate.
-        num_steps: T, decoding steps of :meth:`sample`.
-        choice_temperature: Scale of the Gumbel noise on the confidences at the first step (annealed linearly to 0).
-        sample_temperature: Softmax temperature of the token draws.
-        lr: AdamW learning rate. weight_decay: AdamW weight decay.
+        image_shape, tokenizer, levels, token_size, tokenizer_weights, dim, depth, heads, mlp_ratio, dropout,
+        num_steps, choice_temperature, sample_temperature, lr, weight_decay: The fields of
+        :class:`~models.transformer.config.MaskGITConfig` (meaning and defaults). The network is built from
+        ``self.config``; the decoding settings (``num_steps``, the temperatures) and the optimizer's are read from
+        ``self.hparams`` when used, so they can be changed on a built model.
     """
 
     family = "transformer"
+    config: MaskGITConfig
 
     def __init__(
         self,
-        image_shape: tuple[int, int, int] = (1, 16, 16),
-        tokenizer: str = "pixel",
-        levels: int = 16,
-        token_size: int | None = 14,
-        tokenizer_weights: str | None = None,
-        dim: int = 128,
-        depth: int = 4,
-        heads: int = 4,
-        mlp_ratio: float = 4.0,
-        dropout: float = 0.0,
-        num_steps: int = 8,
-        choice_temperature: float = 4.5,
-        sample_temperature: float = 1.0,
-        lr: float = 1e-3,
-        weight_decay: float = 0.01,
+        image_shape: tuple[int, int, int] = DEFAULTS.image_shape,
+        tokenizer: str = DEFAULTS.tokenizer,
+        levels: int = DEFAULTS.levels,
+        token_size: int | None = DEFAULTS.token_size,
+        tokenizer_weights: str | None = DEFAULTS.tokenizer_weights,
+        dim: int = DEFAULTS.dim,
+        depth: int = DEFAULTS.depth,
+        heads: int = DEFAULTS.heads,
+        mlp_ratio: float = DEFAULTS.mlp_ratio,
+        dropout: float = DEFAULTS.dropout,
+        num_steps: int = DEFAULTS.num_steps,
+        choice_temperature: float = DEFAULTS.choice_temperature,
+        sample_temperature: float = DEFAULTS.sample_temperature,
+        lr: float = DEFAULTS.lr,
+        weight_decay: float = DEFAULTS.weight_decay,
     ) -> None:
+        config = MaskGITConfig.pick(locals())
         super().__init__()
         self.save_hyperparameters()
-        if num_steps < 1:
-            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-        self.image_shape = tuple(int(s) for s in image_shape)
-        self.tokenizer = build_tokenizer(self.image_shape, tokenizer, levels, token_size, tokenizer_weights)
+        self.config = config
+        self.image_shape = config.image_shape
+        self.tokenizer = config.build_tokenizer()
         for p in self.tokenizer.parameters():
             p.requires_grad_(False)
         self.vocab_size = int(self.tokenizer.vocab_size)
         self.seq_len = int(self.tokenizer.seq_len)
         self.mask_id = self.vocab_size  # the extra input token
 
+        dim = config.dim
         self.tok_embed = nn.Embedding(self.vocab_size + 1, dim)
         self.pos = nn.Parameter(torch.zeros(1, self.seq_len, dim))
-        self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(EncoderBlock(dim, heads, mlp_ratio, dropout) for _ in range(depth))
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(
+            EncoderBlock(dim, config.heads, config.mlp_ratio, config.dropout) for _ in range(config.depth)
+        )
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, self.vocab_size)  # predicts real tokens only, never [MASK]
         for module in (self.tok_embed, self.blocks, self.norm, self.head):

@@ -18,7 +18,11 @@ from torch import nn
 
 from models.base import TextToImageGenerator
 from models.registry import MODELS
+from models.transformer.config import Text2ImageConfig, field_defaults
 from models.transformer.gpt import GPT
+
+#: Defaults of ``text2image-gpt``'s arguments (:class:`~models.transformer.config.Text2ImageConfig`).
+DEFAULTS = field_defaults(Text2ImageConfig)
 
 
 @MODELS.register("text2image-gpt")
@@ -30,59 +34,50 @@ class Text2ImageGPT(GPT, TextToImageGenerator):
     p(image | null caption).
 
     Args:
-        image_shape: (C, H, W) of the data.
-        vocab_size: Caption vocabulary size (id 0 = padding), from the data spec.
-        text_length: Caption length L, from the data spec.
-        p_uncond: Probability of replacing a training caption by the null caption.
-        guidance_scale: Classifier-free guidance scale at sampling (1.0: plain conditional sampling).
-        text_loss_weight: Weight of the caption next-token loss (padding targets ignored; 0: image loss only).
-        n_layer, n_head, n_embd, dropout, tokenizer, levels, token_size, tokenizer_weights, temperature, top_k,
-        lr, weight_decay, warmup_steps, cosine_decay: As for ``gpt``.
+        image_shape, vocab_size, text_length, p_uncond, guidance_scale, text_loss_weight, n_layer, n_head, n_embd,
+        dropout, tokenizer, levels, token_size, tokenizer_weights, temperature, top_k, lr, weight_decay,
+        warmup_steps, cosine_decay: The fields of :class:`~models.transformer.config.Text2ImageConfig` (those of
+        ``gpt`` plus the caption's vocabulary and length, from the data spec, and the guidance settings).
 
     Raises:
         ValueError: Without a caption vocabulary (``vocab_size < 2``) or length (``text_length < 1``).
     """
 
+    config: Text2ImageConfig
+
     def __init__(
         self,
-        image_shape: tuple[int, int, int] = (1, 28, 28),
-        vocab_size: int = 0,
-        text_length: int = 0,
-        p_uncond: float = 0.1,
-        guidance_scale: float = 1.0,
-        text_loss_weight: float = 0.0,
-        n_layer: int = 4,
-        n_head: int = 4,
-        n_embd: int = 128,
-        dropout: float = 0.0,
-        tokenizer: str = "pixel",
-        levels: int = 16,
-        token_size: int = 14,
-        tokenizer_weights: str | None = None,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        lr: float = 1e-3,
-        weight_decay: float = 0.01,
-        warmup_steps: int = 0,
-        cosine_decay: bool = False,
+        image_shape: tuple[int, int, int] = DEFAULTS.image_shape,
+        vocab_size: int = DEFAULTS.vocab_size,
+        text_length: int = DEFAULTS.text_length,
+        p_uncond: float = DEFAULTS.p_uncond,
+        guidance_scale: float = DEFAULTS.guidance_scale,
+        text_loss_weight: float = DEFAULTS.text_loss_weight,
+        n_layer: int = DEFAULTS.n_layer,
+        n_head: int = DEFAULTS.n_head,
+        n_embd: int = DEFAULTS.n_embd,
+        dropout: float = DEFAULTS.dropout,
+        tokenizer: str = DEFAULTS.tokenizer,
+        levels: int = DEFAULTS.levels,
+        token_size: int = DEFAULTS.token_size,
+        tokenizer_weights: str | None = DEFAULTS.tokenizer_weights,
+        temperature: float = DEFAULTS.temperature,
+        top_k: int = DEFAULTS.top_k,
+        lr: float = DEFAULTS.lr,
+        weight_decay: float = DEFAULTS.weight_decay,
+        warmup_steps: int = DEFAULTS.warmup_steps,
+        cosine_decay: bool = DEFAULTS.cosine_decay,
     ) -> None:
-        if vocab_size < 2 or text_length < 1:
-            raise ValueError(
-                f"text2image-gpt needs captioned data (vocab_size >= 2, text_length >= 1), got vocab_size="
-                f"{vocab_size}, text_length={text_length}: use a captioned datamodule, e.g. captioned-digits"
-            )
-        if not 0.0 <= p_uncond <= 1.0:
-            raise ValueError(f"p_uncond must be in [0, 1], got {p_uncond}")
-        super().__init__(
-            image_shape, n_layer, n_head, n_embd, dropout, tokenizer, levels, token_size, tokenizer_weights,
-            temperature, top_k, lr, weight_decay, warmup_steps, cosine_decay,
-        )
+        # Past GPT.__init__ (which makes a config of GPT's own arguments) to its base; GPT's network on this config.
+        super(GPT, self).__init__(Text2ImageConfig.pick(locals()))
+        self.save_hyperparameters()
+        self.build_network()
         self.text_head = nn.Linear(n_embd, vocab_size, bias=False) if text_loss_weight > 0 else None
         if self.text_head is not None:
             nn.init.normal_(self.text_head.weight, std=0.02)
 
     def prefix_spec(self) -> tuple[int, int]:
-        return int(self.hparams.vocab_size), int(self.hparams.text_length)
+        return self.config.vocab_size, self.config.text_length
 
     def required_modalities(self) -> tuple[str, ...]:
         return ("image", "text")

@@ -8,17 +8,21 @@ Two kinds, both frozen (no trainable parameters) and deterministic:
 * :class:`VQTokenizer` — the code grid of a trained ``vq-vae`` (models/vae/vq_vae.py) read from a weights file
   saved by :meth:`models.base.BenchModule.save_weights`.
 
-:func:`build_tokenizer` builds either from plain values, so the models that own a tokenizer keep their
-hyperparameters ``save_hyperparameters``-friendly.
+:data:`TOKENIZERS` registers a builder of each by name (the models' ``tokenizer`` hyperparameter), and
+:func:`build_tokenizer` builds one from plain values, so the models that own a tokenizer keep their hyperparameters
+``save_hyperparameters``-friendly. A new kind is one more ``@TOKENIZERS.register(name)`` builder.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from bench.registry import Registry
 
 
 class ImageTokenizer(nn.Module):
@@ -151,6 +155,36 @@ class VQTokenizer(ImageTokenizer):
         return f"vq-{self.vocab_size}codes-{h}x{w}({Path(self.weights_path).name})"
 
 
+#: Image tokenizers by name (the ``tokenizer`` hyperparameter): builders ``(image_shape, levels, size, weights)``
+#: → :class:`ImageTokenizer`, each taking the arguments of :func:`build_tokenizer` and using those of its kind.
+TOKENIZERS: Registry[Callable[..., ImageTokenizer]] = Registry("tokenizer")
+
+
+@TOKENIZERS.register("pixel")
+def pixel_tokenizer(image_shape: tuple[int, int, int], levels: int = 16, size: int | None = None,
+                    weights: str | None = None) -> PixelTokenizer:
+    """:class:`PixelTokenizer` with its grid side capped at the image side (small images are never upsampled);
+    ``weights`` is unused."""
+    return PixelTokenizer(image_shape, levels=levels, size=min(int(size), int(image_shape[1])) if size else None)
+
+
+@TOKENIZERS.register("vq")
+def vq_tokenizer(image_shape: tuple[int, int, int], levels: int = 16, size: int | None = None,
+                 weights: str | None = None) -> VQTokenizer:
+    """:class:`VQTokenizer` of the ``vq-vae`` weights file ``weights``, checked against the data's image shape;
+    ``levels`` and ``size`` are unused (the VQ-VAE fixes its codes and grid).
+
+    Raises:
+        ValueError: Without weights, or for a VQ-VAE trained on images of another shape.
+    """
+    if not weights:
+        raise ValueError("tokenizer='vq' needs tokenizer weights: a `vq-vae` .pt file saved by save_weights")
+    tok = VQTokenizer(weights)
+    if tuple(tok.image_shape) != tuple(int(s) for s in image_shape):
+        raise ValueError(f"the vq-vae at {weights!r} encodes images {tok.image_shape}, the data has {image_shape}")
+    return tok
+
+
 def build_tokenizer(
     image_shape: tuple[int, int, int],
     kind: str = "pixel",
@@ -158,26 +192,18 @@ def build_tokenizer(
     size: int | None = None,
     weights: str | None = None,
 ) -> ImageTokenizer:
-    """Builds an image tokenizer from plain values (a model's hyperparameters).
+    """Builds the registered image tokenizer ``kind`` from plain values (a model's hyperparameters).
 
     Args:
         image_shape: (C, H, W) of the dataset's images.
-        kind: "pixel" (:class:`PixelTokenizer`) or "vq" (:class:`VQTokenizer`).
+        kind: A name of :data:`TOKENIZERS`: "pixel" (:class:`PixelTokenizer`) or "vq" (:class:`VQTokenizer`).
         levels: Intensity levels of the pixel tokenizer.
         size: Token grid side of the pixel tokenizer, capped at the image side so small images are never
             upsampled (None or 0: the image size).
         weights: Path of the ``vq-vae`` weights file of the VQ tokenizer.
 
     Raises:
-        ValueError: For an unknown kind, a VQ tokenizer without weights, or a VQ-VAE trained on other images.
+        ValueError: For an unknown kind (an :class:`~bench.registry.UnknownNameError` listing the registered
+            ones), a VQ tokenizer without weights, or a VQ-VAE trained on other images.
     """
-    if kind == "pixel":
-        return PixelTokenizer(image_shape, levels=levels, size=min(int(size), int(image_shape[1])) if size else None)
-    if kind == "vq":
-        if not weights:
-            raise ValueError("tokenizer='vq' needs tokenizer weights: a `vq-vae` .pt file saved by save_weights")
-        tok = VQTokenizer(weights)
-        if tuple(tok.image_shape) != tuple(int(s) for s in image_shape):
-            raise ValueError(f"the vq-vae at {weights!r} encodes images {tok.image_shape}, the data has {image_shape}")
-        return tok
-    raise ValueError(f"unknown tokenizer {kind!r}; choose 'pixel' or 'vq'")
+    return TOKENIZERS.get(kind)(image_shape, levels=levels, size=size, weights=weights)

@@ -28,7 +28,11 @@ from torch import nn
 
 from models.registry import MODELS
 from models.transformer.blocks import MLP, causal_mask, init_gpt_weights
+from models.transformer.config import TransformerConfig, TransformerXLConfig, field_defaults
 from models.transformer.gpt import GPT, AutoregressiveImageModel
+
+#: Defaults of ``transformer-xl``'s arguments (:class:`~models.transformer.config.TransformerXLConfig`).
+DEFAULTS = field_defaults(TransformerXLConfig)
 
 
 def sinusoid_embedding(distances: torch.Tensor, dim: int) -> torch.Tensor:
@@ -127,44 +131,44 @@ class TransformerXL(AutoregressiveImageModel):
     811,332 (−1.4%).
 
     Args:
-        image_shape, n_layer, n_head, n_embd, dropout, tokenizer, levels, token_size, tokenizer_weights,
-        temperature, top_k, lr, weight_decay, warmup_steps, cosine_decay: As for ``gpt``.
-        segment_len: Tokens per segment (the last segment may be shorter).
-        mem_len: Cached hidden states per layer (0: no recurrence, segments are independent).
+        image_shape, n_layer, n_head, n_embd, dropout, segment_len, mem_len, tokenizer, levels, token_size,
+        tokenizer_weights, temperature, top_k, lr, weight_decay, warmup_steps, cosine_decay: The fields of
+        :class:`~models.transformer.config.TransformerXLConfig` (those of ``gpt`` plus the segment and memory
+        lengths).
     """
+
+    config: TransformerXLConfig
 
     def __init__(
         self,
-        image_shape: tuple[int, int, int] = (1, 28, 28),
-        n_layer: int = 4,
-        n_head: int = 4,
-        n_embd: int = 124,
-        dropout: float = 0.0,
-        segment_len: int = 49,
-        mem_len: int = 49,
-        tokenizer: str = "pixel",
-        levels: int = 16,
-        token_size: int = 14,
-        tokenizer_weights: str | None = None,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        lr: float = 1e-3,
-        weight_decay: float = 0.01,
-        warmup_steps: int = 0,
-        cosine_decay: bool = False,
+        image_shape: tuple[int, int, int] = DEFAULTS.image_shape,
+        n_layer: int = DEFAULTS.n_layer,
+        n_head: int = DEFAULTS.n_head,
+        n_embd: int = DEFAULTS.n_embd,
+        dropout: float = DEFAULTS.dropout,
+        segment_len: int = DEFAULTS.segment_len,
+        mem_len: int = DEFAULTS.mem_len,
+        tokenizer: str = DEFAULTS.tokenizer,
+        levels: int = DEFAULTS.levels,
+        token_size: int = DEFAULTS.token_size,
+        tokenizer_weights: str | None = DEFAULTS.tokenizer_weights,
+        temperature: float = DEFAULTS.temperature,
+        top_k: int = DEFAULTS.top_k,
+        lr: float = DEFAULTS.lr,
+        weight_decay: float = DEFAULTS.weight_decay,
+        warmup_steps: int = DEFAULTS.warmup_steps,
+        cosine_decay: bool = DEFAULTS.cosine_decay,
     ) -> None:
-        super().__init__()
-        if segment_len < 1 or mem_len < 0:
-            raise ValueError(f"need segment_len >= 1 and mem_len >= 0, got {segment_len}, {mem_len}")
+        super().__init__(TransformerXLConfig.pick(locals()))
         self.save_hyperparameters()
-        self.setup_tokenizer()
-        self.segment_len, self.mem_len = int(segment_len), int(mem_len)
-        self.tok_emb = nn.Embedding(self.vocab + 1, n_embd)  # + BOS
-        self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(XLBlock(n_embd, n_head, dropout) for _ in range(n_layer))
-        self.ln_f = nn.LayerNorm(n_embd)
-        self.head = nn.Linear(n_embd, self.vocab, bias=False)
-        init_gpt_weights(self, n_layer)
+        cfg = self.config
+        self.segment_len, self.mem_len = cfg.segment_len, cfg.mem_len
+        self.tok_emb = nn.Embedding(self.vocab + 1, cfg.n_embd)  # + BOS
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(XLBlock(cfg.n_embd, cfg.n_head, cfg.dropout) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd)
+        self.head = nn.Linear(cfg.n_embd, self.vocab, bias=False)
+        init_gpt_weights(self, cfg.n_layer)
 
     @classmethod
     def gpt_matched_hparams(cls, image_shape: tuple[int, int, int] = (1, 28, 28), **gpt_hparams: Any) -> dict[str, Any]:
@@ -176,8 +180,9 @@ class TransformerXL(AutoregressiveImageModel):
         wider than the GPT).
         """
         target = GPT(image_shape=image_shape, **gpt_hparams).num_parameters()
-        n_head = int(gpt_hparams.get("n_head", 4))
-        n_embd = int(gpt_hparams.get("n_embd", 128))
+        gpt_defaults = field_defaults(TransformerConfig)
+        n_head = int(gpt_hparams.get("n_head", gpt_defaults.n_head))
+        n_embd = int(gpt_hparams.get("n_embd", gpt_defaults.n_embd))
         shared = {k: v for k, v in gpt_hparams.items() if k != "n_embd"}
         best: tuple[float, int] | None = None
         for width in range(n_head, 2 * n_embd + 1, n_head):
@@ -191,7 +196,7 @@ class TransformerXL(AutoregressiveImageModel):
     # ------------------------------------------------------------------------------------------------ forward
     def init_memory(self, batch_size: int) -> list[torch.Tensor]:
         """Empty per-layer memories, each (B, 0, C)."""
-        c = self.hparams.n_embd
+        c = self.config.n_embd
         return [torch.zeros(batch_size, 0, c, device=self.device) for _ in self.blocks]
 
     def forward(self, idx: torch.Tensor, mems: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -208,7 +213,7 @@ class TransformerXL(AutoregressiveImageModel):
         x = self.drop(self.tok_emb(idx))  # (B, T, C)
         k_len = contexts[0].shape[1] + idx.shape[1]
         distances = torch.arange(k_len - 1, -1, -1, device=idx.device)  # K − 1, …, 0
-        pos_emb = self.drop(sinusoid_embedding(distances, self.hparams.n_embd))  # (K, C)
+        pos_emb = self.drop(sinusoid_embedding(distances, self.config.n_embd))  # (K, C)
         inputs = []
         for block, context in zip(self.blocks, contexts):
             inputs.append(x)

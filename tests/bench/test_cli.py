@@ -102,7 +102,7 @@ def test_unknown_suite(capsys, tmp_path: Path) -> None:
 def test_unknown_model_lists_the_suites_models(capsys, tmp_path: Path) -> None:
     line = run_error(["--suite", "quick", "--models", "vae,stylegan9"], capsys, tmp_path / "out")
     assert "stylegan9" in line
-    for name in ("dcgan", "vae", "early-fusion", "late-fusion", "unimodal-image", "unimodal-text"):
+    for name in ("dcgan", "vae", "early-concat", "late-average", "unimodal-image", "unimodal-text"):
         assert name in line
 
 
@@ -199,7 +199,7 @@ def tiny_suite() -> dict[str, Any]:
                 "metrics": ["accuracy", "f1-macro"],
                 "datamodules": {"captioned-digits": {"batch_size": 32}},
                 "models": {
-                    "early-fusion": {"d_model": 16, "n_layers": 1},
+                    "early-concat": {"d_model": 16, "n_layers": 1},
                     "unimodal-text": {"d_model": 16, "n_layers": 1},
                 },
             },
@@ -211,11 +211,11 @@ EXPECTED_METRICS = {
     # a GAN has no reconstruction: mse/psnr/ssim are skipped for it; prc gives four rows
     "dcgan": {"fid", "kid", "is", "precision", "recall", "density", "coverage"},
     "vae": {"fid", "kid", "is", "precision", "recall", "density", "coverage", "mse", "psnr", "ssim", "nll-bpd"},
-    "early-fusion": {"accuracy", "f1-macro"},
+    "early-concat": {"accuracy", "f1-macro"},
     "unimodal-text": {"accuracy", "f1-macro"},
 }
 DATAMODULE_OF = {
-    "dcgan": "digits", "vae": "digits", "early-fusion": "captioned-digits", "unimodal-text": "captioned-digits",
+    "dcgan": "digits", "vae": "digits", "early-concat": "captioned-digits", "unimodal-text": "captioned-digits",
 }
 
 

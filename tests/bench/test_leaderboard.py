@@ -25,7 +25,7 @@ SPEC = SuiteSpec(
                   datamodules={"digits": {}}, models={"dcgan": {}, "vae": {}, "wobbly": {}, "broken": {}}),
         TrackSpec(name="fusion", primary_metric="accuracy", metrics=("accuracy", "f1-macro"),
                   datamodules={"captioned-digits": {}},
-                  models={"early-fusion": {}, "unimodal-text": {}, "late-fusion": {}}),
+                  models={"early-concat": {}, "unimodal-text": {}, "late-average": {}}),
     ),
 )
 
@@ -51,7 +51,7 @@ RUNS: dict[tuple[str, str, str, str], dict[int, tuple[str, dict[str, float]]]] =
     ("generation", "gan", "broken", "digits"): {
         s: ("failed", {"fid": math.nan, "kid": math.nan}) for s in (0, 1, 2)
     },
-    ("fusion", "fusion", "early-fusion", "captioned-digits"): {
+    ("fusion", "fusion", "early-concat", "captioned-digits"): {
         0: ("ok", {"accuracy": 0.90, "f1-macro": 0.89}), 1: ("ok", {"accuracy": 0.94, "f1-macro": 0.93}),
         2: ("ok", {"accuracy": 0.92, "f1-macro": 0.91}),
     },
@@ -59,7 +59,7 @@ RUNS: dict[tuple[str, str, str, str], dict[int, tuple[str, dict[str, float]]]] =
         0: ("ok", {"accuracy": 0.40, "f1-macro": 0.30}), 1: ("ok", {"accuracy": 0.38, "f1-macro": 0.31}),
         2: ("ok", {"accuracy": 0.39, "f1-macro": 0.29}),
     },
-    ("fusion", "fusion", "late-fusion", "captioned-digits"): {
+    ("fusion", "fusion", "late-average", "captioned-digits"): {
         0: ("ok", {"accuracy": 0.95, "f1-macro": 0.94}), 1: ("ok", {"accuracy": 0.93, "f1-macro": 0.92}),
         2: ("diverged", {"accuracy": math.nan, "f1-macro": math.nan}),
     },
@@ -139,7 +139,7 @@ def test_one_row_per_model_and_datamodule(table: pd.DataFrame) -> None:
 
 
 @pytest.mark.parametrize(("model", "metric"), [("dcgan", "fid"), ("dcgan", "kid"), ("vae", "fid"), ("vae", "mse"),
-                                               ("early-fusion", "accuracy"), ("unimodal-text", "f1-macro")])
+                                               ("early-concat", "accuracy"), ("unimodal-text", "f1-macro")])
 def test_mean_and_sample_std_over_seeds(table: pd.DataFrame, model: str, metric: str) -> None:
     values = ok_values(model, metric)
     row = row_of(table, model)
@@ -157,7 +157,7 @@ def test_diverged_and_failed_runs_are_excluded_and_summarized(table: pd.DataFram
     parts = {p.strip() for p in wobbly["status"].split(",")}
     assert parts == {"1 ok", "1 diverged", "1 failed"}
 
-    late = row_of(table, "late-fusion")
+    late = row_of(table, "late-average")
     assert late["accuracy_mean"] == pytest.approx(0.94)
     assert late["accuracy_std"] == pytest.approx(np.std([0.95, 0.93], ddof=1))
     assert late["n_seeds"] == 2
@@ -177,7 +177,7 @@ def test_rows_follow_track_order_and_primary_metric_direction(table: pd.DataFram
     # generation first (suite order) ranked by fid ascending (lower is better), all-NaN last;
     # then fusion ranked by accuracy descending (higher is better)
     assert list(table["track"]) == ["generation"] * 4 + ["fusion"] * 3
-    assert list(table["model"]) == ["wobbly", "vae", "dcgan", "broken", "late-fusion", "early-fusion", "unimodal-text"]
+    assert list(table["model"]) == ["wobbly", "vae", "dcgan", "broken", "late-average", "early-concat", "unimodal-text"]
 
 
 def test_ranking_with_nan_last_in_higher_is_better_track(results: pd.DataFrame) -> None:
@@ -186,7 +186,7 @@ def test_ranking_with_nan_last_in_higher_is_better_track(results: pd.DataFrame) 
     frame = pd.concat([results_frame(extra), results], ignore_index=True)
     table = aggregate(frame, SPEC)
     fusion = table[table["track"] == "fusion"]
-    assert list(fusion["model"]) == ["late-fusion", "early-fusion", "unimodal-text", "unimodal-image"]
+    assert list(fusion["model"]) == ["late-average", "early-concat", "unimodal-text", "unimodal-image"]
 
 
 def test_wall_time_peak_memory_and_params(table: pd.DataFrame) -> None:
@@ -224,7 +224,7 @@ def test_write_leaderboard_files(tmp_path: Path, results: pd.DataFrame, table: p
     assert text == markdown
     assert "## Track `generation`" in text and "## Track `fusion`" in text
     assert "bench run --suite synthetic" in text
-    for model in ("dcgan", "vae", "early-fusion", "late-fusion"):
+    for model in ("dcgan", "vae", "early-concat", "late-average"):
         assert f"| {model} |" in text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["leaderboard.csv", "leaderboard.md"]
 
@@ -362,7 +362,7 @@ def test_markdown_omits_stage_columns_for_tracks_without_fusion(fusion_markdown:
                                                                 table: pd.DataFrame) -> None:
     header = table_lines(fusion_markdown, "generation")[0]
     assert "stage" not in cells(header) and "operator" not in cells(header)
-    # the fusion track of the original synthetic suite has a stage on late-fusion only: the columns appear
+    # the fusion track of the original synthetic suite has a stage on late-average only: the columns appear
     text = to_markdown(table, results, SPEC, "bench run", ENV)
     assert cells(table_lines(text, "fusion")[0])[:3] == ["model", "stage", "operator"]
     assert cells(table_lines(text, "generation")[0])[:2] == ["model", "family"]

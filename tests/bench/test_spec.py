@@ -38,7 +38,7 @@ VALID: dict[str, Any] = {
             "primary_metric": "accuracy",
             "metrics": ["accuracy", "f1-macro"],
             "datamodules": ["captioned-digits"],
-            "models": ["early-fusion", "unimodal-text"],
+            "models": ["early-concat", "unimodal-text"],
         },
     ],
 }
@@ -77,7 +77,7 @@ def test_shipped_quick_suite_loads_with_its_tracks() -> None:
     assert set(gen.datamodules) == {"digits"}
     assert gen.datamodules["digits"]["image_size"] == 16
     assert fusion.primary_metric == "accuracy"
-    assert set(fusion.models) == {"early-fusion", "late-fusion", "unimodal-image", "unimodal-text"}
+    assert set(fusion.models) == {"early-concat", "late-average", "unimodal-image", "unimodal-text"}
     assert set(fusion.datamodules) == {"captioned-digits"}
     for track in spec.tracks:
         assert isinstance(track.trainer, TrainerSpec) and isinstance(track.eval, EvalSpec)
@@ -105,7 +105,7 @@ def test_valid_suite_merges_suite_and_track_settings(tmp_path: Path) -> None:
     assert gen.eval.n_fake == 64 and fusion.eval.batch_size == 32
     assert gen.eval.kid_subsets == EvalSpec().kid_subsets
     # a list of names is the same as a mapping to empty arguments
-    assert fusion.models == {"early-fusion": {}, "unimodal-text": {}}
+    assert fusion.models == {"early-concat": {}, "unimodal-text": {}}
     assert fusion.datamodules == {"captioned-digits": {}}
     assert gen.models == {"dcgan": {"latent_dim": 8}, "vae": {}}
     assert gen.metrics == ("fid", "kid", "mse")
@@ -299,10 +299,10 @@ def test_override_models_filters_and_drops_empty_tracks(suite: SuiteSpec) -> Non
 
 def test_override_unknown_model_lists_the_suites_models(suite: SuiteSpec) -> None:
     with pytest.raises(UnknownNameError) as info:
-        suite.with_overrides(models=["vae", "late-fusion"])  # registered, but not in this suite
+        suite.with_overrides(models=["vae", "late-average"])  # registered, but not in this suite
     message = str(info.value)
-    assert "late-fusion" in message
-    for name in ("dcgan", "vae", "early-fusion", "unimodal-text"):
+    assert "late-average" in message
+    for name in ("dcgan", "vae", "early-concat", "unimodal-text"):
         assert name in message
     assert isinstance(info.value, KeyError) and isinstance(info.value, ValueError)
 

@@ -37,4 +37,4 @@ def test_every_registered_model_fast_dev_run(name: str, tmp_path: Path) -> None:
 
 
 def test_the_expected_models_are_registered() -> None:
-    assert {"dcgan", "vae", "early-fusion", "late-fusion", "unimodal-image", "unimodal-text"} <= set(MODELS.names())
+    assert {"dcgan", "vae", "early-concat", "late-average", "unimodal-image", "unimodal-text"} <= set(MODELS.names())

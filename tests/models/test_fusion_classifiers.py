@@ -1,14 +1,15 @@
-"""Fusion classifiers: the shared model checks for all four, plus the fusion operators and modality facts."""
+"""Fusion classifiers: the shared model checks for the unimodal baselines, their pieces, and modality facts of
+the baselines and of ``early-concat`` / ``late-average`` (the classic early and late fusion; the shared checks of
+every operator classifier are in test_operator_classifiers.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from datamodules import DATAMODULES
 from models import MODELS
-from models.fusion.components import EarlyConcatFusion, ImageTokens, LateAverageFusion, TextTokens, TokenEncoder
+from models.fusion.components import EarlyConcatFusion, ImageTokens, TextTokens, TokenEncoder
 from tests.models.tester import ModelTesterMixin
 
 TINY = {"d_model": 16, "n_layers": 1}
@@ -19,14 +20,6 @@ class _FusionTester(ModelTesterMixin):
     datamodule_args = {}
     hparams = TINY
     batch_size = 16
-
-
-class TestEarlyFusion(_FusionTester):
-    model_name = "early-fusion"
-
-
-class TestLateFusion(_FusionTester):
-    model_name = "late-fusion"
 
 
 class TestUnimodalImage(_FusionTester):
@@ -51,26 +44,6 @@ def test_early_concat_fusion_concatenates_token_sequences() -> None:
 def test_early_concat_fusion_single_modality() -> None:
     fusion = EarlyConcatFusion(num_modalities=1, d_model=4)
     assert fusion([torch.randn(2, 3, 4)]).shape == (2, 3, 4)
-
-
-def test_late_average_fusion_shape_and_normalization() -> None:
-    fusion = LateAverageFusion()
-    logits = [torch.randn(4, 10), torch.randn(4, 10), torch.randn(4, 10)]
-    out = fusion(logits)
-    assert out.shape == (4, 10)
-    assert torch.allclose(out.exp().sum(-1), torch.ones(4), atol=1e-5)
-
-
-def test_late_average_fusion_is_log_of_mean_probabilities() -> None:
-    a, b = torch.randn(5, 7), torch.randn(5, 7)
-    expected = torch.log((a.softmax(-1) + b.softmax(-1)) / 2)
-    assert torch.allclose(LateAverageFusion()([a, b]), expected, atol=1e-5)
-
-
-def test_late_average_fusion_of_identical_logits_is_log_softmax() -> None:
-    logits = torch.randn(6, 10) * 3
-    for m in (1, 2, 3):
-        assert torch.allclose(LateAverageFusion()([logits] * m), F.log_softmax(logits, dim=-1), atol=1e-5)
 
 
 def test_tokenizers_and_encoder_shapes() -> None:
@@ -129,7 +102,7 @@ def test_unimodal_models_do_not_need_the_other_modality(captioned) -> None:
     assert _logits("unimodal-image", spec, {"image": batch["image"]}).shape == (16, spec.num_classes)
 
 
-@pytest.mark.parametrize("name", ["early-fusion", "late-fusion"])
+@pytest.mark.parametrize("name", ["early-concat", "late-average"])
 def test_fusion_models_read_both_modalities(name: str, captioned) -> None:
     spec, batch = captioned
     base = _logits(name, spec, batch)
@@ -139,13 +112,15 @@ def test_fusion_models_read_both_modalities(name: str, captioned) -> None:
     assert not torch.allclose(base, new_text), f"{name} ignores the text"
 
 
-def test_late_fusion_predicts_normalized_log_probabilities(captioned) -> None:
+def test_late_average_predicts_normalized_log_probabilities(captioned) -> None:
     spec, batch = captioned
-    logits = _logits("late-fusion", spec, batch)
+    logits = _logits("late-average", spec, batch)
     assert torch.allclose(logits.exp().sum(-1), torch.ones(len(logits)), atol=1e-5)
 
 
 def test_fusion_stages_are_declared() -> None:
-    names = ("early-fusion", "late-fusion", "unimodal-image", "unimodal-text")
+    names = ("early-concat", "late-average", "unimodal-image", "unimodal-text")
     stages = {name: MODELS.get(name).fusion_stage for name in names}
-    assert stages == {"early-fusion": "early", "late-fusion": "late", "unimodal-image": "unimodal", "unimodal-text": "unimodal"}
+    assert stages == {"early-concat": "early", "late-average": "late", "unimodal-image": "unimodal",
+                      "unimodal-text": "unimodal"}
+    assert "early-fusion" not in MODELS and "late-fusion" not in MODELS  # the legacy names of these two

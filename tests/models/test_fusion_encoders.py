@@ -72,7 +72,7 @@ def test_unknown_encoder_names_list_the_accepted_ones() -> None:
         build_text_encoder("bert", 10, 5, 16)
     with pytest.raises(ValueError, match="image_encoder 'resnet'"):
         MODELS.get("mid-sum")(**TINY, image_encoder="resnet")
-    assert IMAGE_ENCODERS == ("cnn", "patch", "vit") and TEXT_ENCODERS == ("minilm", "transformer")
+    assert IMAGE_ENCODERS.names() == ["cnn", "patch", "vit"] and TEXT_ENCODERS.names() == ["minilm", "transformer"]
 
 
 def test_minilm_without_vocabulary_says_what_is_missing() -> None:
@@ -124,9 +124,9 @@ def test_both_modalities_reach_the_prediction(name: str, encoders: dict[str, str
 
 def test_classifiers_declare_stage_and_operator() -> None:
     declared = {name: (MODELS.get(name).fusion_stage, MODELS.get(name).fusion_operator)
-                for name in ("unimodal-image", "unimodal-text", "early-fusion", "late-fusion", "mid-gated")}
+                for name in ("unimodal-image", "unimodal-text", "early-concat", "late-average", "mid-gated")}
     assert declared == {"unimodal-image": ("unimodal", ""), "unimodal-text": ("unimodal", ""),
-                        "early-fusion": ("early", "early-concat"), "late-fusion": ("late", "late-average"),
+                        "early-concat": ("early", "early-concat"), "late-average": ("late", "late-average"),
                         "mid-gated": ("mid", "mid-gated")}
 
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from models.fusion.alignment import ContrastiveAlignment, symmetric_info_nce
-from models.fusion.components import EarlyConcatFusion, LateAverageFusion
+from models.fusion.components import EarlyConcatFusion
 from models.fusion.operators import (
     FUSIONS,
     INPUT_KINDS,
@@ -263,7 +263,10 @@ def test_late_average_equals_the_mean() -> None:
     logits = [torch.randn(B, OUT) for _ in range(3)]
     probs_mean = torch.stack([x.softmax(-1) for x in logits]).mean(0)
     assert torch.allclose(build("late-average", 3)(logits).exp(), probs_mean, atol=1e-6)
-    assert torch.allclose(build("late-average", 3)(logits), LateAverageFusion()(logits), atol=1e-6)
+    by_hand = torch.log(sum(x.softmax(-1) for x in logits) / 3)  # log of the mean probability
+    assert torch.allclose(build("late-average", 3)(logits), by_hand, atol=1e-6)
+    for m in (1, 2, 3):  # identical logits: the average is their log-softmax
+        assert torch.allclose(build("late-average", m)([logits[0]] * m), F.log_softmax(logits[0], -1), atol=1e-6)
     assert torch.allclose(build("late-average", 3, space="logits")(logits), torch.stack(logits).mean(0), atol=1e-6)
     with pytest.raises(ValueError, match="space"):
         build("late-average", 2, space="votes")

@@ -61,11 +61,32 @@ def test_both_modalities_reach_the_prediction(name: str, batch: dict[str, torch.
     assert not torch.allclose(base, other_text), "the text does not change the prediction"
 
 
-def test_operator_models_match_the_original_early_and_late_fusion_sizes() -> None:
-    """early-concat and late-average are the early-fusion and late-fusion architectures, parameter for parameter."""
-    count = lambda name: MODELS.get(name)(**TINY).num_parameters()  # noqa: E731
-    assert count("early-concat") == count("early-fusion")
-    assert count("late-average") == count("late-fusion")
+def _count_by_hand(d: int, layers: int, classes: int, vocab: int, length: int, patches: int, patch_area: int,
+                   stage: str) -> int:
+    """Parameters of the classic early / late fusion classifier (patch and word tokens, pre-norm Transformer)."""
+    image_tokens = (patch_area * d + d) + patches * d  # patch convolution (1 channel) + positions
+    text_tokens = vocab * d + length * d  # embeddings + positions
+    layer = (3 * d * d + 3 * d) + (d * d + d) + (d * 2 * d + 2 * d) + (2 * d * d + d) + 2 * 2 * d  # attn, MLP, 2 LN
+    encoder = d + layers * layer + 2 * d  # [CLS] + layers + final LayerNorm
+    head = d * classes + classes
+    if stage == "early":  # one shared encoder and head, plus the (2, d) modality embeddings
+        return image_tokens + text_tokens + encoder + head + 2 * d
+    return image_tokens + text_tokens + 2 * (encoder + head)  # an encoder and a head per modality
+
+
+def test_early_concat_and_late_average_are_the_classic_early_and_late_fusion_sizes() -> None:
+    """The quick suite's configuration (captioned-digits, d_model 32, one layer): 10,826 and 19,732 parameters,
+    the counts of the removed ``early-fusion`` / ``late-fusion`` models, which had these architectures."""
+    spec = DATAMODULES.get("captioned-digits")().data_spec()
+    shape = dict(vocab=spec.vocab_size, length=spec.text_length, classes=spec.num_classes, patches=4, patch_area=16)
+    early = MODELS.get("early-concat").from_data(spec, n_layers=1).num_parameters()
+    late = MODELS.get("late-average").from_data(spec, n_layers=1).num_parameters()
+    assert (early, late) == (10_826, 19_732)
+    assert early == _count_by_hand(32, 1, stage="early", **shape)
+    assert late == _count_by_hand(32, 1, stage="late", **shape)
+    tiny = dict(vocab=32, length=10, classes=10, patches=4, patch_area=16)  # the models' own defaults, d_model 16
+    assert MODELS.get("early-concat")(**TINY).num_parameters() == _count_by_hand(16, 1, stage="early", **tiny)
+    assert MODELS.get("late-average")(**TINY).num_parameters() == _count_by_hand(16, 1, stage="late", **tiny)
 
 
 def test_alignment_is_mid_fusion_only() -> None:
