@@ -702,18 +702,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         from bench.compare import render_compare_table
 
-        Console().print(render_compare_table(comparison))
+        # a pipe or a log gets the whole table (rich would squeeze it to 80 columns)
+        Console(width=None if sys.stdout.isatty() else 220).print(render_compare_table(comparison))
     return EXIT_OK
 
 
 def _compare(args: argparse.Namespace, real: Any, fake: Any, metrics: list[str], options: dict[str, Any],
              ours: dict[str, Any]) -> list[Any]:
     """``--compare``: the other backends on the same images and weights (:mod:`bench.compare`)."""
-    from bench.backbones.inception_v3_compat import cached_weights_path
+    from bench.backbones.inception_v3_compat import resolve_weights_path
     from bench.compare import compare_backends
 
-    weights = str(args.backbone_weights) if args.backbone_weights is not None else cached_weights_path()
-    values = {k: v for k, v in ours.items() if isinstance(v, float)}
+    weights = resolve_weights_path(None if args.backbone_weights is None else str(args.backbone_weights))
+    values = {k: v for k, v in ours.items() if k != "rows"}
     compared = [m for m in metrics if m in ("fid", "kid", "is")]
     options = {k: v for k, v in options.items() if k not in ("n", "batch_size")}
     return compare_backends(real, fake, compared, weights, lambda *_: values, batch_size=args.batch_size, **options)
