@@ -30,9 +30,9 @@ DATAMODULE_NAMES: frozenset[str] = frozenset({
     "fusion-fashion-mnist", "hateful-memes", "mm-imdb", "mnist",
 })
 METRIC_NAMES: frozenset[str] = frozenset({
-    "accuracy", "authpct", "clip-score", "clip-score-real", "cmmd", "coherence", "coherence-real", "cross-fid",
-    "cross-kid", "f1-macro", "fd", "fid", "is", "kd", "kid", "memorization", "mse", "nll-bpd", "per-class-fid", "prc",
-    "psnr", "robustness", "ssim", "vendi",
+    "accuracy", "authpct", "class-coverage", "clip-score", "clip-score-real", "cmmd", "coherence", "coherence-real",
+    "cross-fid", "cross-kid", "f1-macro", "fd", "fid", "is", "kd", "kid", "memorization", "mse", "nll-bpd",
+    "per-class-fid", "prc", "psnr", "recognizable", "robustness", "ssim", "vendi",
 })
 BACKBONE_NAMES: frozenset[str] = frozenset({
     "classifier-indomain-digits", "classifier-indomain-fashion", "clip-indomain-fashion", "clip-vit-b-32",
@@ -43,7 +43,8 @@ BACKBONE_NAMES: frozenset[str] = frozenset({
 METRIC_BACKBONE_FIELD: dict[str, str] = {
     "clip-score": "clip_backbone", "clip-score-real": "clip_backbone",
     "coherence": "classifier_backbone", "coherence-real": "classifier_backbone",
-    "per-class-fid": "classifier_backbone",
+    "per-class-fid": "classifier_backbone", "class-coverage": "classifier_backbone",
+    "recognizable": "classifier_backbone",
 }
 
 #: The label of the ``real-data`` reference row (:mod:`bench.reference`): reserved, never a model label in a suite.

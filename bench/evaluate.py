@@ -16,8 +16,7 @@ instead of the track's ``eval.backbone``; its rows are named with the same suffi
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ from bench.spec import EvalSpec
 from datamodules.base import BenchDataModule
 from models.base import BenchModule
 
-__all__ = ["Evaluator", "Score", "applicable_metrics", "generate_from_captions", "metric_context"]
+__all__ = ["Evaluator", "ImageSetSubject", "Score", "applicable_metrics", "generate_from_captions", "metric_context"]
 
 #: Sources whose images are real data (their count is a row's ``n_real``).
 _REAL_SOURCES = ("real", "train", "conditional-real")
@@ -248,20 +247,3 @@ def _length(value: Any) -> int | None:
     if isinstance(value, list) and value and isinstance(value[0], tuple):  # [(outputs, targets)] batches
         return sum(len(batch[1]) for batch in value)
     return None
-
-
-def image_set_evaluator(spec: EvalSpec, metrics: tuple[str, ...], backbone: FeatureBackbone,
-                        backbones: dict[str, FeatureBackbone] | None = None, cache_dir: Path | None = None,
-                        console: Console | None = None) -> Evaluator:
-    """The evaluator ``bench eval`` scores image sets with: the track evaluator on an :class:`ImageSetSubject`."""
-    return Evaluator(replace(spec), metrics, backbone, cache_dir, console, backbones=backbones)
-
-
-def finite_or_raise(scores: list[Score], error: type[Exception]) -> None:
-    """Raises ``error`` naming the first non-finite value (never returned as a number)."""
-    for s in scores:
-        if not math.isfinite(s.value):
-            raise error(f"{s.metric} came out {s.value} on {s.n_fake} fake and {s.n_real} real images")
-
-
-__all__ += ["ImageSetSubject", "image_set_evaluator", "finite_or_raise"]

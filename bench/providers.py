@@ -217,6 +217,8 @@ class ImageSetSubject(Subject):
     def can_answer(self, request: rq.Request) -> bool:
         if isinstance(request, rq.Labels):
             return request.source in self.labels_of
+        if isinstance(request, (rq.ClassifierLogits, rq.CaptionSimilarity)):
+            return False  # bench eval takes no classifier or image-text backbone
         return super().can_answer(request)
 
     def images(self, source: str) -> torch.Tensor | None:

@@ -12,6 +12,7 @@ from bench.metrics import (  # noqa: F401  (registration)
     memorization,
     per_class_fid,
     prc,
+    recognizability,
     reconstruction,
     robustness,
     vendi,

@@ -2,6 +2,9 @@
 
 A registered metric is a torchmetrics :class:`~torchmetrics.Metric` that also mixes in :class:`BenchMetric`:
 
+* ``requests()`` says what it needs (:mod:`bench.metrics.requests`), ``feed(inputs)`` takes the answers and
+  ``values(name)`` returns its result rows with their spread (:class:`Estimate`); a metric that only sets
+  ``input_kind`` gets the requests and the feeding of that kind (:data:`REQUESTS_OF_KIND`, :meth:`BenchMetric.feed`);
 * ``input_kind`` says what ``update`` takes:
   - ``"features"``: ``update(features (N, D), real: bool)``, backbone features of real or generated images;
   - ``"logits"``: ``update(logits (N, K))``, backbone class logits of generated images (Inception Score);
