@@ -4,7 +4,8 @@
   (``net.extract_features`` + global average pool, in the same micro-batches the backbone uses);
 * **pipeline**: what ``bench run`` / ``bench eval`` do per batch: float [0, 1] generated images → uint8
   (:func:`bench.features.to_uint8`) → the backbone's resize and normalization → network → features, all through
-  :func:`bench.features.extract_features`, then ``FID.update`` (float64 running sums) on the features.
+  the evaluator's provider (:class:`bench.providers.UnitInputs`, as a model's samples stream through it), then
+  ``FID.update`` (float64 running sums) on the features.
 
 Both see the same N images at the dataset's own size (Fashion-MNIST-like 1×28×28), batches of ``--batch``; the
 reported figure is pipeline images/s ÷ bare images/s (goal ≥ 0.9). Each measurement is the best of ``--reps``
@@ -21,8 +22,27 @@ import time
 import torch
 
 from bench.backbones.build import build_backbone
-from bench.features import extract_features, iter_batches
+from bench.features import iter_batches, to_uint8
+from bench.metrics import requests as rq
 from bench.metrics.fid import FID
+from bench.providers import Subject, UnitInputs
+from bench.spec import EvalSpec
+
+
+class Samples(Subject):
+    """Generated float [0, 1] images streamed as a model's samples are (quantized per batch)."""
+
+    def __init__(self, images: torch.Tensor, batch: int) -> None:
+        self.images_, self.batch = images, batch
+
+    def sources(self) -> frozenset[str]:
+        return frozenset({"fake"})
+
+    def images(self, source: str) -> None:
+        return None  # streamed
+
+    def stream(self, source: str, batch_size: int):
+        return (to_uint8(b) for b in iter_batches(self.images_, batch_size)), len(self.images_)
 
 
 def best_rates(fns: list, n: int, reps: int) -> list[float]:
@@ -63,9 +83,9 @@ def main() -> None:
                     backbone.net.extract_features(part).mean(dim=(2, 3))
 
         def pipeline() -> None:
+            inputs = UnitInputs(Samples(images, args.batch), EvalSpec(n_fake=args.n, batch_size=args.batch))
             fid = FID(num_features=backbone.num_features)
-            feats = extract_features(backbone, iter_batches(images, args.batch), args.n, "bench")
-            fid.update(feats, real=False)
+            fid.update(inputs.get(rq.Features("fake"), backbone), real=False)
 
         bare()  # warm-up (allocator, kernels)
         pipeline()
