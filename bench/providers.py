@@ -26,6 +26,7 @@ from bench.backbones.base import FeatureBackbone
 from bench.corruptions import add_noise, drop_modality
 from bench.features import cached_real_features, iter_batches, progress, real_cache_key, to_uint8
 from bench.metrics import requests as rq
+from bench.metrics.cross_modal import _device, caption_similarities, classifier_logits
 from bench.metrics.robustness import conditions
 from bench.spec import EvalSpec
 from models.base import AutoEncoder, Classifier, ImageGenerator, LikelihoodModel, TextToImageGenerator
@@ -366,8 +367,8 @@ class UnitInputs:
         if isinstance(request, rq.ClassifierLogits):
             if self.classifier is None:
                 raise ValueError("classifier logits need a classifier backbone (eval.classifier_backbone)")
-            return self._reference_or(request, lambda: _classify(self.classifier, self._images_of(request.source),
-                                                                  self.spec.batch_size))
+            return self._reference_or(request, lambda: classifier_logits(
+                self.classifier, self._images_of(request.source), self.spec.batch_size))
         if isinstance(request, rq.CaptionSimilarity):
             if self.clip is None:
                 raise ValueError("caption similarities need an image-text backbone (eval.clip_backbone)")
@@ -417,22 +418,3 @@ class UnitInputs:
             return add_noise(b, modality, level, data_spec.vocab_size, generator=gen)
 
         return [(predict(corrupt(b)), b["label"]) for b in loader]
-
-
-def _device(module: Any) -> torch.device:
-    from bench.metrics.cross_modal import _device as device_of
-
-    return device_of(module)
-
-
-def _classify(classifier: Any, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    from bench.metrics.cross_modal import classifier_logits
-
-    return classifier_logits(classifier, images, batch_size)
-
-
-def caption_similarities(clip: Any, images: torch.Tensor, captions: list[str],
-                         batch_size: int) -> tuple[torch.Tensor, int]:
-    from bench.metrics.cross_modal import caption_similarities as similarities
-
-    return similarities(clip, images, captions, batch_size)
