@@ -23,7 +23,8 @@ from bench.backbones.base import FeatureBackbone
 from bench.errors import InputError
 from bench.evaluate import Evaluator
 from bench.image_inputs import ImageSet
-from bench.providers import ImageSetSubject
+from bench.metrics import requests as rq
+from bench.providers import ImageSetSubject, UnitInputs
 from bench.provenance import environment_info
 from bench.spec import EvalSpec
 
@@ -80,6 +81,16 @@ def check_request(
     if "is" in bases and fake < is_splits:
         raise EvalInputError(f"IS with {is_splits} splits needs at least {is_splits} fake images (one per split), "
                              f"got {fake}{after}; lower --is-splits")
+
+
+def _check_finite(inputs: UnitInputs) -> None:
+    """Refuses backbone outputs that are not finite: no metric can be computed from them."""
+    for request, backbone, values in inputs.backbone_outputs():
+        if not bool(torch.isfinite(values).all()):
+            bad = int((~torch.isfinite(values)).flatten(1).any(dim=1).sum())
+            what = "logits" if isinstance(request, rq.Logits) else "features"
+            raise EvalInputError(f"backbone {backbone.registry_name} gave non-finite {request.source} {what} for "
+                                 f"{bad} of {len(values)} images; no metric can be computed from them")
 
 
 def _subject(real: ImageSet, fake: ImageSet, train: ImageSet | None, n: int | None,
@@ -149,7 +160,7 @@ def evaluate_image_sets(
                                  + (" (pass --train for memorization metrics)" if any(
                                      getattr(r, "source", "") == "train" for r in unanswered) else ""))
     try:
-        scores = evaluator.score(subject, _data_spec(subject), seed)
+        scores = evaluator.score(subject, _data_spec(subject), seed, check=_check_finite)
     except ValueError as err:  # e.g. a backbone without class logits asked for IS
         raise EvalInputError(str(err).splitlines()[0]) from err
     out: dict[str, Any] = {}

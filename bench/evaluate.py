@@ -16,6 +16,7 @@ instead of the track's ``eval.backbone``; its rows are named with the same suffi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,19 +158,24 @@ class Evaluator:
         return self.score(subject, dm.data_spec(), seed, n_split)
 
     @torch.no_grad()
-    def score(self, subject: Subject, data_spec: Any, seed: int, n_split: int | None = None) -> list[Score]:
+    def score(self, subject: Subject, data_spec: Any, seed: int, n_split: int | None = None,
+              check: Callable[[UnitInputs], None] | None = None) -> list[Score]:
         """Scores ``subject`` with every applicable metric of the track, in the track's order.
 
         Args:
             subject: A model on its datamodule, or image sets. data_spec: The data's facts (image shape, classes).
             seed: Seeds metric randomness (KID subsets, IS shuffle). n_split: Size of the reference split (the
                 ``n_real`` of rows with no real input of their own).
+            check: Called with the answered inputs before any metric sees them (``bench eval`` refuses
+                non-finite features there).
         """
         metrics = {e: m for e, m in self.build_metrics(data_spec, seed).items()
                    if all(subject.can_answer(r) for r in m.requests())}
         inputs = UnitInputs(subject, self.spec, self.clip_backbone, self.classifier_backbone, self.cache_dir,
                             self.console, self._shared, self.counter)
         inputs.answer([(r, self._backbone_for(e, r)) for e, m in metrics.items() for r in m.requests()])
+        if check is not None:
+            check(inputs)
         scores: list[Score] = []
         for entry, metric in metrics.items():
             answers = {r: inputs.get(r, self._backbone_for(entry, r)) for r in metric.requests()}

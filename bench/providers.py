@@ -282,6 +282,12 @@ class UnitInputs:
             self.answer([key])
         return self._memo[key]
 
+    def backbone_outputs(self) -> Iterator[tuple[rq.Request, FeatureBackbone, torch.Tensor]]:
+        """Every backbone output answered so far: (Features or Logits request, backbone, (N, D) tensor)."""
+        for (request, backbone), value in self._memo.items():
+            if isinstance(request, (rq.Features, rq.Logits)):
+                yield request, backbone, value
+
     # ----------------------------------------------------------------------------------------- backbone passes
     def _backbone_pass(self, source: str, wanted: list[_Pass]) -> None:
         """Features (and logits) of every backbone in ``wanted`` on ``source``'s images, in one pass over them;
@@ -378,7 +384,8 @@ class UnitInputs:
         model, dm, split, bs = subject.model, subject.dm, self.spec.real_split, self.spec.batch_size
         on_device = lambda b: {k: v.to(model.device) for k, v in b.items()}  # noqa: E731
         if isinstance(request, rq.Reconstructions):
-            return [(model.reconstruct_batch(on_device(b)).cpu(), b["image"]) for b in dm.dataloader(split, bs)]
+            return [(model.reconstruct_batch(on_device(b)).cpu(), b["image"])
+                    for b in dm.dataloader(split, batch_size=bs)]
         if isinstance(request, rq.ClassifierPredictions):
             return self._predictions(request.condition)
         if isinstance(request, rq.Likelihoods):

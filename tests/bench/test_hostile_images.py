@@ -212,22 +212,23 @@ def _set(n: int, channels: int = 1) -> ImageSet:
 
 
 def test_sizes_are_checked_before_any_feature(monkeypatch) -> None:
-    import bench.eval_images as ev
+    from bench.providers import UnitInputs
 
-    monkeypatch.setattr(ev, "_outputs", lambda *a, **k: pytest.fail("features were computed"))
+    monkeypatch.setattr(UnitInputs, "_run", lambda *a, **k: pytest.fail("features were computed"))
     with pytest.raises(EvalInputError, match="FID needs"):
         evaluate_image_sets(_set(1), _set(10), ["fid"], backbone=None)
 
 
 class _Stub:
-    registry_name, weights_sha256, forward_version, resize = "stub", "0" * 64, 1, "none"
+    registry_name, weights_sha256, forward_version, resize, num_features = "stub", "0" * 64, 1, "none", 16
 
 
 def _stub_features(monkeypatch, real: torch.Tensor, fake: torch.Tensor) -> None:
-    import bench.eval_images as ev
+    """The evaluator's backbone pass returns ``real`` / ``fake`` as the features of each source."""
+    from bench.providers import UnitInputs
 
-    monkeypatch.setattr(ev, "_outputs", lambda backbone, images, *a, **k: (real if images.source.startswith("r")
-                                                                           else fake, None))
+    monkeypatch.setattr(UnitInputs, "_run", lambda self, passes, batches, total, label, keep=False: [
+        (real if label.startswith("real") else fake, None) for _ in passes])
 
 
 def test_kid_subset_size_is_clamped_and_recorded(monkeypatch) -> None:
@@ -235,11 +236,11 @@ def test_kid_subset_size_is_clamped_and_recorded(monkeypatch) -> None:
     _stub_features(monkeypatch, torch.randn(5, 16, generator=gen), torch.randn(7, 16, generator=gen))
     real, fake = ImageSet(_set(5).images, "real"), ImageSet(_set(7).images, "fake")
     out = evaluate_image_sets(real, fake, ["kid"], _Stub(), kid_subsets=3, kid_subset_size=1000)
-    assert out["protocol"]["subset_size"] == 5 and math.isfinite(out["kid_mean"])
+    assert out["protocol"]["subset_size"] == 5 and math.isfinite(out["kid"])
 
 
 def test_non_finite_features_or_values_are_errors_not_numbers(monkeypatch) -> None:
-    import bench.eval_images as ev
+    import bench.metrics.kid as kid
 
     gen = torch.Generator().manual_seed(0)
     good, bad = torch.randn(6, 16, generator=gen), torch.randn(6, 16, generator=gen)
@@ -249,8 +250,8 @@ def test_non_finite_features_or_values_are_errors_not_numbers(monkeypatch) -> No
     with pytest.raises(EvalInputError, match="backbone stub gave non-finite fake features for 1 of 6 images"):
         evaluate_image_sets(real, fake, ["fid"], _Stub())
     _stub_features(monkeypatch, good, good.flip(0))
-    monkeypatch.setattr(ev, "kernel_distance", lambda *a: (torch.tensor(float("inf")), torch.tensor(0.0)))
-    with pytest.raises(EvalInputError, match="kid_mean came out inf on 6 fake and 6 real images; likely cause"):
+    monkeypatch.setattr(kid, "kernel_distance", lambda *a: (torch.tensor(float("inf")), torch.tensor(0.0)))
+    with pytest.raises(EvalInputError, match="kid came out inf on 6 fake and 6 real images; likely cause"):
         evaluate_image_sets(real, fake, ["kid"], _Stub())
 
 
