@@ -31,8 +31,8 @@ DATAMODULE_NAMES: frozenset[str] = frozenset({
 })
 METRIC_NAMES: frozenset[str] = frozenset({
     "accuracy", "authpct", "class-coverage", "clip-score", "clip-score-real", "cmmd", "coherence", "coherence-real",
-    "cross-fid", "cross-kid", "f1-macro", "fd", "fid", "is", "kd", "kid", "memorization", "mse", "nll-bpd",
-    "per-class-fid", "prc", "psnr", "recognizable", "robustness", "ssim", "vendi",
+    "cross-fid", "cross-kid", "f1-macro", "fd", "fid", "is", "joint-coherence", "joint-coherence-real", "kd", "kid",
+    "memorization", "mse", "nll-bpd", "per-class-fid", "prc", "psnr", "recognizable", "robustness", "ssim", "vendi",
 })
 BACKBONE_NAMES: frozenset[str] = frozenset({
     "classifier-indomain-digits", "classifier-indomain-fashion", "clip-indomain-fashion", "clip-vit-b-32",
@@ -45,6 +45,7 @@ METRIC_BACKBONE_FIELD: dict[str, str] = {
     "coherence": "classifier_backbone", "coherence-real": "classifier_backbone",
     "per-class-fid": "classifier_backbone", "class-coverage": "classifier_backbone",
     "recognizable": "classifier_backbone",
+    "joint-coherence": "classifier_backbone", "joint-coherence-real": "classifier_backbone",
 }
 
 #: The label of the ``real-data`` reference row (:mod:`bench.reference`): reserved, never a model label in a suite.

@@ -38,9 +38,9 @@ from models.base import BenchModule
 __all__ = ["Evaluator", "ImageSetSubject", "Score", "applicable_metrics", "generate_from_captions", "metric_context"]
 
 #: Sources whose images are real data (their count is a row's ``n_real``).
-_REAL_SOURCES = ("real", "train", "conditional-real")
+_REAL_SOURCES = ("real", "train", "conditional-real", "joint-real")
 #: Sources whose images are generated (their count is a row's ``n_fake``).
-_FAKE_SOURCES = ("fake", "conditional")
+_FAKE_SOURCES = ("fake", "conditional", "joint")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,10 @@ numbers under the same protocol.
 however many metrics ask for it, and runs *one* pass over the images of a source for all the backbones that
 source is asked of (a model's samples are drawn once, batch by batch, and every backbone sees each batch once).
 Real-split features go through the verified on-disk cache (:func:`bench.features.cached_real_features`).
+
+The ``joint`` source (a model's unconditional image + caption samples, :func:`sample_joint_pairs`) is drawn once per
+unit; its captions, and the reference split's (``joint-real``), are read into the labels they allow by the
+datamodule (``dm.caption_label_sets``, :func:`require_caption_label_sets`).
 """
 
 from __future__ import annotations
@@ -24,15 +28,19 @@ from rich.console import Console
 
 from bench.backbones.base import FeatureBackbone
 from bench.corruptions import add_noise, drop_modality
+from bench.errors import InputError
 from bench.features import cached_real_features, iter_batches, progress, real_cache_key, to_uint8
 from bench.metrics import requests as rq
 from bench.metrics.cross_modal import _device, caption_similarities, classifier_logits
+from bench.metrics.joint_coherence import CaptionLabels, JointSampler
 from bench.metrics.robustness import conditions
 from bench.spec import EvalSpec
 from models.base import AutoEncoder, Classifier, ImageGenerator, LikelihoodModel, TextToImageGenerator
 
 #: A backbone with its outputs asked of one source: (backbone, with logits).
 _Pass = tuple[FeatureBackbone, bool]
+#: Sources of real reference examples whose outputs are the same for every unit of a track (computed once).
+_REFERENCE_SOURCES = ("conditional-real", "joint-real")
 
 
 @dataclass
@@ -84,6 +92,25 @@ class Subject:
     def captions(self, source: str) -> list[str]:
         raise NotImplementedError(f"{self.description} has no captions for {source!r}")
 
+    def caption_labels(self, source: str) -> CaptionLabels:
+        """The labels each caption of ``source`` allows (``joint``, ``joint-real``)."""
+        raise NotImplementedError(f"{self.description} has no captions for {source!r}")
+
+
+def require_caption_label_sets(dm: Any) -> Callable[[torch.Tensor], list]:
+    """The datamodule's caption parser ``caption_label_sets(text_ids (N, L)) -> N label sets or None`` (what
+    ``joint-coherence`` and ``joint-coherence-real`` read captions with).
+
+    Raises:
+        InputError: One line naming the metric and the datamodule, when it has none.
+    """
+    parse = getattr(dm, "caption_label_sets", None)
+    if not callable(parse):
+        raise InputError(f"joint-coherence needs the datamodule to read captions as labels "
+                         f"(caption_label_sets(text_ids)); datamodule {getattr(dm, 'registry_name', dm)!r} has none "
+                         f"(captioned-digits has one)")
+    return parse
+
 
 class ModelSubject(Subject):
     """A model on a datamodule: ``real``/``train`` are the datamodule's splits, ``fake`` the model's samples.
@@ -109,6 +136,8 @@ class ModelSubject(Subject):
             out.add("fake")
         if isinstance(self.model, TextToImageGenerator):
             out |= {"conditional", "conditional-real"}
+        if isinstance(self.model, JointSampler):
+            out |= {"joint", "joint-real"}
         return frozenset(out)
 
     def can_answer(self, request: rq.Request) -> bool:
@@ -136,6 +165,10 @@ class ModelSubject(Subject):
             return to_uint8(self.tensors(self.spec.real_split)["image"][: self.conditional_count()])
         if source == "conditional":
             return self._conditional_images()
+        if source == "joint":
+            return self._joint_samples()[0]
+        if source == "joint-real":
+            return to_uint8(self.tensors(self.spec.real_split)["image"])
         return None  # fake: streamed
 
     def _conditional_images(self) -> torch.Tensor:
@@ -147,6 +180,27 @@ class ModelSubject(Subject):
             self._conditional = generate_from_captions(self.model, tensors["text"][: self.conditional_count()],
                                                        self.spec.batch_size, self.seed)
         return self._conditional
+
+    def _joint_samples(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``n_fake`` unconditional (uint8 image, caption ids) samples of the unit, drawn once."""
+        if not hasattr(self, "_joint"):
+            self._joint = sample_joint_pairs(self.model, self.spec.n_fake, self.spec.batch_size, self.seed)
+        return self._joint
+
+    def caption_labels(self, source: str) -> CaptionLabels:
+        parse = require_caption_label_sets(self.dm)
+        if source == "joint":
+            text = self._joint_samples()[1]
+        elif source == "joint-real":
+            tensors = self.tensors(self.spec.real_split)
+            if "text" not in tensors:
+                raise InputError(f"joint-coherence-real needs captions ('text'); datamodule "
+                                 f"{self.dm.registry_name!r} has none")
+            text = tensors["text"]
+        else:
+            raise ValueError(f"no caption labels for source {source!r}")
+        rule = str(getattr(self.dm, "caption_validity", "as the datamodule's caption_label_sets")).replace(",", ";")
+        return CaptionLabels(list(parse(text)), rule)
 
     def stream(self, source: str, batch_size: int) -> tuple[Iterator[torch.Tensor], int]:
         if source != "fake":
@@ -196,6 +250,30 @@ def generate_from_captions(
             out.append(to_uint8(model.sample_from_text(tokens.to(model.device), generator=gen).float().cpu()))
             bar.advance(task, len(tokens))
     return torch.cat(out)
+
+
+@torch.no_grad()
+def sample_joint_pairs(
+    model: JointSampler, n: int, batch_size: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` unconditional (image, caption) samples of ``model`` from its prior, drawn with one CPU generator seeded
+    with ``seed`` in calls of at most ``batch_size`` (same seed and batch size, same samples).
+
+    Args:
+        model: A joint sampler (in eval mode). n: Samples. batch_size: Samples per ``sample_joint`` call.
+        seed: The run's seed.
+
+    Returns:
+        (n, C, H, W) uint8 images (:func:`bench.features.to_uint8` of the model's [0, 1] output) and (n, L) long
+        caption ids, on the CPU.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    images, text = [], []
+    for i in range(0, n, batch_size):
+        x, w = model.sample_joint(min(batch_size, n - i), generator=gen)  # (b, C, H, W), (b, L)
+        images.append(to_uint8(x.float().cpu()))
+        text.append(w.long().cpu())
+    return torch.cat(images), torch.cat(text)
 
 
 @dataclass
@@ -375,6 +453,8 @@ class UnitInputs:
                 raise ValueError("classifier logits need a classifier backbone (eval.classifier_backbone)")
             return self._reference_or(request, lambda: classifier_logits(
                 self.classifier, self._images_of(request.source), self.spec.batch_size))
+        if isinstance(request, rq.CaptionLabelSets):
+            return self._reference_or(request, lambda: subject.caption_labels(request.source))
         if isinstance(request, rq.CaptionSimilarity):
             if self.clip is None:
                 raise ValueError("caption similarities need an image-text backbone (eval.clip_backbone)")
@@ -397,10 +477,13 @@ class UnitInputs:
         raise TypeError(f"no provider for request {request!r}")
 
     def _reference_or(self, request: rq.Request, compute: Callable[[], Any]) -> Any:
-        """Outputs on ``conditional-real`` images are the same for every unit of a track: computed once."""
-        if getattr(request, "source", None) != "conditional-real" or not isinstance(self.subject, ModelSubject):
+        """Outputs on ``conditional-real`` and ``joint-real`` examples are the same for every unit of a track:
+        computed once."""
+        source = getattr(request, "source", None)
+        if source not in _REFERENCE_SOURCES or not isinstance(self.subject, ModelSubject):
             return compute()
-        key = ("reference", request, self.subject.dm.identity(), self.subject.conditional_count())
+        count = self.subject.conditional_count() if source == "conditional-real" else None  # joint-real: all
+        key = ("reference", request, self.subject.dm.identity(), self.spec.real_split, count)
         if key not in self.shared:
             self.shared[key] = compute()
         return self.shared[key]

@@ -51,6 +51,7 @@ from bench.metrics.base import probe_requests
 from bench.metrics import requests as rq
 from bench.metrics.requests import backbone_fields, needs_feature_backbone, split_metric_name
 from bench.metrics.cross_modal import ImageClassifierBackbone, ImageTextScorer
+from bench.providers import require_caption_label_sets
 from bench.provenance import environment_info, git_commit, package_version, utc_now
 from bench.reference import REFERENCE_FAMILY, REFERENCE_LABEL, reference_model
 from bench.resume import UnitCheckpoint
@@ -280,6 +281,11 @@ def prepare(
                     f"{spec.source}: track '{track.name}': datamodule {dm_name!r} has no caption strings "
                     f"(caption_strings(split)), which clip-score metrics score images against"
                 )
+            if any(isinstance(r, rq.CaptionLabelSets) for r in requests):
+                try:
+                    require_caption_label_sets(dms[key])
+                except InputError as err:
+                    raise SpecError(f"{spec.source}: track '{track.name}': {err}") from err
             for model_name, model_args in track.models.items():
                 where = f"{spec.source}: key 'tracks[{i}].models.{model_name}'"
                 model = _build_model(model_name, model_args, dms[key], where)

@@ -11,6 +11,10 @@ How it is built (deterministic; nothing depends on the run's seed):
   reach at most 40% accuracy (guessing within the group).
 * **Label**: the digit (10 classes).
 
+Reading a caption back (:meth:`CaptionedDigitsDataModule.caption_label_sets`, for ``joint-coherence``): a token
+sequence is a valid caption when, after its trailing padding, it is exactly one of the 48 strings the templates can
+produce (:func:`all_captions`); it then allows the digits of its group (:func:`digit_group`), else it is invalid.
+
 Neither modality alone gives the answer reliably; the caption removes exactly the confusions a half-occluded
 digit leaves (e.g. a 3 whose left half is hidden vs an 8), so a model that fuses both should beat each unimodal
 baseline. The split is that of ``digits`` (stratified, seed 0).
@@ -42,6 +46,30 @@ def caption_for(label: int, gen: torch.Generator) -> str:
     magnitude = phrasings[int(torch.randint(len(phrasings), (1,), generator=gen))]
     template = _TEMPLATES[int(torch.randint(len(_TEMPLATES), (1,), generator=gen))]
     return template.format(parity=_PARITY[label % 2], magnitude=magnitude)
+
+
+def digit_group(label: int) -> frozenset[int]:
+    """The digits a caption of ``label`` allows: those of the same parity and magnitude, one of {0,2,4}, {1,3},
+    {5,7,9}, {6,8}."""
+    return frozenset(d for d in range(10) if d % 2 == label % 2 and (d >= 5) == (label >= 5))
+
+
+def all_captions() -> dict[str, frozenset[int]]:
+    """Every caption the templates can produce (4 templates × 2 parities × 3 phrasings of each of 2 magnitudes:
+    48 strings) → the digits it allows (:func:`digit_group`).
+
+    Raises:
+        AssertionError: If one string could state two different groups (the templates would be ambiguous).
+    """
+    out: dict[str, frozenset[int]] = {}
+    for is_high, phrasings in _MAGNITUDE.items():
+        for parity_bit, parity in _PARITY.items():
+            group = frozenset(d for d in range(10) if d % 2 == parity_bit and int(d >= 5) == is_high)
+            for magnitude in phrasings:
+                for template in _TEMPLATES:
+                    caption = template.format(parity=parity, magnitude=magnitude)
+                    assert out.setdefault(caption, group) == group, f"ambiguous caption {caption!r}"
+    return out
 
 
 def build_vocab() -> dict[str, int]:
@@ -101,6 +129,8 @@ class CaptionedDigitsDataModule(BenchDataModule):
     """
 
     data_source = "offline: ships with scikit-learn"
+    #: What makes a token sequence a valid caption for :meth:`caption_label_sets` (recorded in metric protocols).
+    caption_validity = "exactly one of the 48 template captions after trailing padding"
 
     def __init__(self, image_size: int = 8, occlusion: str = "half", batch_size: int = 64, num_workers: int = 0) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers)
@@ -133,6 +163,35 @@ class CaptionedDigitsDataModule(BenchDataModule):
         """
         self.split_tensors(split)  # validates the split and loads the data
         return [self.captions[i] for i in self._split_index[split].tolist()]
+
+    def caption_label_sets(self, text_ids: torch.Tensor) -> list[frozenset[int] | None]:
+        """The digits each token sequence allows as a caption of this dataset, or None where it is no valid caption.
+
+        A sequence is valid when, after dropping its trailing padding (:data:`PAD`), its ids are exactly those of
+        one of the strings the templates can produce (:func:`all_captions`); padding or unknown ids inside it, extra
+        or missing words make it invalid. A valid caption allows the four or so digits of its parity × magnitude
+        group (:func:`digit_group`), e.g. "an odd digit below five" → {1, 3}.
+
+        Args:
+            text_ids: (N, L) long token ids, e.g. the argmax of a text decoder (any length L).
+
+        Returns:
+            N entries: a frozenset of digits, or None.
+
+        Raises:
+            ValueError: If ``text_ids`` is not 2-dimensional.
+        """
+        if text_ids.dim() != 2:
+            raise ValueError(f"caption_label_sets takes (N, L) token ids, got shape {tuple(text_ids.shape)}")
+        if not hasattr(self, "_caption_table"):
+            self._caption_table = {tuple(self.vocab[w] for w in caption.split()): group
+                                   for caption, group in all_captions().items()}
+        out: list[frozenset[int] | None] = []
+        for row in text_ids.tolist():
+            while row and row[-1] == PAD:
+                row.pop()
+            out.append(self._caption_table.get(tuple(row)))
+        return out
 
     def data_spec(self) -> DataSpec:
         return DataSpec.captioned((1, self.image_size, self.image_size), 10, self.vocab, self.text_length)

@@ -7,6 +7,7 @@ from bench.metrics import (  # noqa: F401  (registration)
     cross_modal,
     fid,
     inception_score,
+    joint_coherence,
     kid,
     likelihood,
     memorization,

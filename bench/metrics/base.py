@@ -21,6 +21,9 @@ A registered metric is a torchmetrics :class:`~torchmetrics.Metric` that also mi
     image–text backbone (``eval.clip_backbone``) of those caption-conditioned images with their caption strings;
   - ``"conditional_logits"``: ``update(logits (N, K), target (N,))``, the logits of the track's classifier backbone
     (``eval.classifier_backbone``) on those images, against the labels of the captions' reference examples.
+  - ``"joint"``: ``update(logits (N, K), label_sets)``, the classifier backbone's logits on a model's
+    unconditional images (``sample_joint``) and, per image, the labels its jointly sampled caption allows (None:
+    not a valid caption), e.g. ``joint-coherence``.
 * ``on_reference_data``: True for a reference row scored on the *real* reference examples instead of the model's
   generations (the same images and captions for every model: the ceiling, e.g. ``clip-score-real``).
 * ``compute()`` returns a scalar tensor, or a dict of named scalars (several result rows, e.g. precision and
@@ -39,7 +42,7 @@ from bench.metrics import requests as rq
 
 InputKind = Literal[
     "features", "logits", "reconstruction", "classification", "likelihood", "robustness",
-    "conditional_features", "image_text", "conditional_logits",
+    "conditional_features", "image_text", "conditional_logits", "joint",
 ]
 @dataclass(frozen=True)
 class MetricContext:

@@ -17,7 +17,10 @@ The sources of images:
 * ``conditional``: one image generated from each caption of the first ``n_fake`` reference examples
   (``TextToImageGenerator.sample_from_text``);
 * ``conditional-real``: the real images of those same reference examples (ceiling rows such as
-  ``clip-score-real``).
+  ``clip-score-real``);
+* ``joint``: ``n_fake`` unconditional samples of *both* modalities, an image and a caption from each prior draw
+  (``model.sample_joint(n, generator)``, e.g. the multimodal VAEs), for ``joint-coherence``;
+* ``joint-real``: the real (image, caption) pairs of the whole reference split (the ceiling ``joint-coherence-real``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-ImageSource = Literal["real", "fake", "train", "conditional", "conditional-real"]
+ImageSource = Literal["real", "fake", "train", "conditional", "conditional-real", "joint", "joint-real"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,16 @@ class CaptionSimilarity(Request):
     """``(cosines (N,), n_truncated)``: image–caption cosine similarities of the track's image–text backbone
     (``eval.clip_backbone``) between ``source``'s images (``conditional`` or ``conditional-real``) and their
     captions; ``n_truncated`` captions were longer than the backbone's context."""
+
+    source: ImageSource
+
+
+@dataclass(frozen=True)
+class CaptionLabelSets(Request):
+    """Per caption of ``source`` (``joint``: the captions decoded with the samples; ``joint-real``: the reference
+    split's), the class labels it allows (a frozenset) or None where it is no valid caption of the datamodule: the
+    datamodule's ``caption_label_sets(text_ids)`` (e.g. :meth:`datamodules.captioned_digits.
+    CaptionedDigitsDataModule.caption_label_sets`); a list of N entries, in the order of ``source``'s images."""
 
     source: ImageSource
 

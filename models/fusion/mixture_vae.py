@@ -38,7 +38,10 @@ Shared by both (:class:`MixtureMVAE`):
   ``reconstruct_batch`` decodes the mixture's mean, MultiVae's ``encode(return_mean=True)``;
 * ``val_loss`` is ``-ELBO(x, w)`` (text weight 1) under the mixture posterior itself, with its exact log-density
   (``log q = logsumexp_S log(1/|S| q_S(z))``) and one z per component (stratified), the same quantity the other
-  multimodal VAEs log; ``val_kl`` is the Monte-Carlo estimate of ``KL(q(z | x, w) || p(z))`` it uses.
+  multimodal VAEs log; ``val_kl`` is the Monte-Carlo estimate of ``KL(q(z | x, w) || p(z))`` it uses;
+* the prior is the same N(0, I) as every multimodal VAE's (``log_standard_normal`` in the bounds, ``gaussian_kl``
+  against it in MoPoE's objective), so ``sample`` and ``sample_joint`` (both modalities from prior draws, for
+  ``joint-coherence``) are the base's, unchanged.
 """
 
 from __future__ import annotations

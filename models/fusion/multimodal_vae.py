@@ -352,6 +352,23 @@ class MultimodalVAE(AutoEncoder, TextToImageGenerator):
         return torch.sigmoid(self.image_decoder(z))
 
     @torch.no_grad()
+    def sample_joint(
+        self, n: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unconditional samples of both modalities from ``n`` prior draws z ~ N(0, I) (the prior of every
+        multimodal VAE here, the mixture-posterior ones included): each z decoded to its mean image and to the most
+        likely token per caption position (as :meth:`generate_text`), for ``joint-coherence``.
+
+        The z are drawn exactly as :meth:`sample` draws them, so the images equal ``sample(n, generator)``'s for a
+        generator in the same state; deterministic given the generator (None: the global RNG).
+
+        Returns:
+            ``(images (n, C, H, W) in [0, 1], text (n, L) long ids)`` on the model's device.
+        """
+        z = torch.randn(n, self.latent_dim, generator=generator).to(self.device)  # (n, Z)
+        return torch.sigmoid(self.image_decoder(z)), self.text_decoder(z).argmax(-1)  # (n, C, H, W), (n, L)
+
+    @torch.no_grad()
     def sample_from_text(self, text: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Cross-modal generation: for each caption one z ~ q(z | w) (a posterior *sample*, not its mean, so one
         caption gives varied images), decoded to its mean image; no image is read. (B, L) -> (B, C, H, W)."""
