@@ -35,7 +35,7 @@ import torch
 from torchmetrics import Metric
 
 from bench.metrics import requests as rq
-from bench.metrics.base import BenchMetric, MetricContext
+from bench.metrics.base import BenchMetric, Estimate, MetricContext
 from bench.metrics.registry import METRICS
 
 
@@ -155,11 +155,19 @@ class JointCoherence(BenchMetric, Metric):
             raise ValueError(f"{self._name()} has no (image, caption) pairs (update was never called with data)")
         return self.coherent.double() / self.total.double()
 
+    def values(self, name: str) -> dict[str, Estimate]:
+        """``{name: coherent fraction}`` and, for generated pairs, the fraction of valid captions as a second row
+        (``valid-captions``): it is an outcome of the run, so it is a value, not part of the protocol (a protocol
+        that varied with it would mark every run as scored under another protocol)."""
+        rows = {name: Estimate(float(self.compute()))}
+        if self.source == "joint":
+            rows[name.replace("joint-coherence", "valid-captions", 1)] = Estimate(
+                float(self.valid.double() / self.total.double()))
+        return rows
+
     def protocol(self) -> str:
-        total, valid = int(self.total), int(self.valid)
-        fraction = valid / total if total else float("nan")
-        return (f"{self._pairs()},valid={self.rule},valid_captions={valid}/{total} ({fraction:.4f}),"
-                "coherent=valid caption and classifier argmax in its labels")
+        return (f"{self._pairs()},valid={self.rule},"
+                "coherent=valid caption and classifier argmax in its labels,valid-captions=fraction of valid captions")
 
     def _pairs(self) -> str:
         return f"samples={int(self.total)},pairs=prior draws decoded to mean image and argmax caption tokens"

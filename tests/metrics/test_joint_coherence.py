@@ -145,7 +145,8 @@ def test_joint_coherence_by_hand() -> None:
     metric.update(logits[:4], sets[:4])  # two batches: the same counts
     metric.update(logits[4:], sets[4:])
     assert metric.compute().item() == 0.5
-    assert "valid_captions=5/6 (0.8333)" in metric.protocol() and "samples=6" in metric.protocol()
+    assert metric.values("joint-coherence")["valid-captions"].value == pytest.approx(5 / 6)
+    assert "samples=6" in metric.protocol() and "5/6" not in metric.protocol()  # an outcome, not the protocol
 
 
 def test_independent_balanced_pairs_score_the_stated_chance() -> None:
@@ -171,9 +172,11 @@ def test_class_path_requests_feed_and_protocol() -> None:
                  rq.CaptionLabelSets("joint"): CaptionLabels([frozenset({1, 3}), None, frozenset({6, 8})],
                                                              "some rule")})
     values = metric.values("joint-coherence")
-    assert list(values) == ["joint-coherence"] and values["joint-coherence"].value == pytest.approx(2 / 3)
+    assert list(values) == ["joint-coherence", "valid-captions"]
+    assert values["joint-coherence"].value == pytest.approx(2 / 3)  # 1 in {1, 3}, 8 in {6, 8}; one invalid
+    assert values["valid-captions"].value == pytest.approx(2 / 3)
     protocol = metric.protocol()
-    assert "valid=some rule" in protocol and "valid_captions=2/3" in protocol
+    assert "valid=some rule" in protocol
     assert all("=" in part for part in protocol.split(","))
 
 
@@ -204,7 +207,7 @@ def test_joint_coherence_real_with_the_shipped_classifier(dm, classifier) -> Non
     assert joint.value == pytest.approx(by_hand, abs=1e-12)
     assert joint.value >= accuracy.value >= 0.8 and joint.value <= 1.0
     assert joint.n_real == len(test["label"]) == 359
-    assert "valid_captions=359/359 (1.0000)" in joint.protocol and "pairs=359 real images of test" in joint.protocol
+    assert "valid-captions-real" not in rows and "pairs=359 real images of test" in joint.protocol
     assert "classifier=classifier-indomain-digits" in joint.protocol and joint.backbone == "classifier-indomain-digits"
 
 
@@ -251,7 +254,7 @@ def test_provider_end_to_end_on_a_trained_mvae_late(dm, classifier, trained_late
     valid = sum(s is not None for s in sets)
     coherent = sum(s is not None and int(p) in s for p, s in zip(pred, sets))
     assert value == pytest.approx(coherent / 150, abs=1e-12)
-    assert 0 < valid < 150 and f"valid_captions={valid}/150" in first["joint-coherence"].protocol
+    assert 0 < valid < 150 and first["valid-captions"].value == pytest.approx(valid / 150, abs=1e-12)
     assert value <= valid / 150
     assert "samples=150" in first["joint-coherence"].protocol
     # another seed draws other samples

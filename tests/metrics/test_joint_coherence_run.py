@@ -48,7 +48,8 @@ def test_fast_run_scores_joint_coherence(tmp_path: Path, monkeypatch: pytest.Mon
     assert rows.loc["joint-coherence-real", "value"] >= 0.8  # the real pairs under the shipped classifier
     assert (rows["backbone"] == "classifier-indomain-digits").all() and rows["higher_is_better"].all()
     assert "samples=32" in rows.loc["joint-coherence", "protocol"]  # --fast caps n_fake at 64; the suite asks 32
-    assert "valid_captions=" in rows.loc["joint-coherence", "protocol"]
+    valid = results.set_index("metric").loc["valid-captions"]
+    assert 0 <= valid["value"] <= 1 and valid["higher_is_better"]
     assert rows.loc["joint-coherence", "n_fake"] == 32 and rows.loc["joint-coherence-real", "n_real"] == 359
     assert "pairs=359 real images of test" in rows.loc["joint-coherence-real", "protocol"]
     board = pd.read_csv(out / "leaderboard.csv").set_index("model")
