@@ -1,4 +1,4 @@
-"""Our VAE against pythae's VAE (Chadebec et al., 2022), each trained by its own pipeline, scored by one scorer.
+"""Our VAE (and β-VAE, InfoVAE, VQ-VAE) against pythae's (Chadebec et al., 2022): own pipelines, one scorer.
 
 Per seed: one randomly initialized ``vae`` (our ConvEncoder / ConvDecoder, Bernoulli likelihood) is built; pythae's
 ``VAE`` (``reconstruction_loss="bce"``) gets deep copies of the same networks with the same initial weights
@@ -19,8 +19,24 @@ Prints per-seed rows, mean ± sample std per library, the difference of means, t
 difference and the seed-noise tolerance ``2·sqrt(s_ours²/n + s_pythae²/n)`` (about two standard errors of the
 difference of means): a |Δ| under it is no evidence of a difference between the implementations.
 
-Command: ``.venv/bin/python benchmarks/peers.py [--seeds 0 1 2] [--epochs 15] [--pythae-seed-offset 0]
-[--dataset digits]``; about 3–4 minutes on a shared 2-core CPU with the defaults.
+``--model`` picks the pair (default ``vae``, the behaviour above; ``all`` runs the four in turn). The others keep
+our defaults, and their pythae counterparts are configured to match (``tests.peers.adapters``):
+
+* ``beta-vae``: pythae ``BetaVAE`` ("bce") with our β (4). Scored as the VAE, plus the trained objective
+  rec + β·KL on the test set.
+* ``info-vae``: pythae ``INFOVAE_MMD`` ("bce") with our kernel (IMQ), α (0), λ (``lbd`` = 100), bandwidth 1 and one
+  scale (C = 2·latent_dim in both). Scored as the VAE, plus the test MMD² (one posterior draw per test image
+  against as many N(0, I) draws) and the trained objective.
+* ``vq-vae``: pythae ``VQVAE`` with our K (128), D (16), commitment β (0.25), EMA codebook (decay 0.99), our
+  initial codebook copied in, and its loss rewritten in our units (Bernoulli reconstruction, VQ loss × D·h·w:
+  pythae's VQ-VAE has only an MSE likelihood). Ours runs without dead-code resets (``--dead-code-steps 0``,
+  pythae has none). Scored deterministically: test reconstruction MSE of the decoder mean (summed over pixels),
+  Bernoulli NLL, commitment distance (summed over the code grid), code perplexity and codes used.
+
+The lock-step check runs for ``vae`` only (the per-term equalities of the others are tests/peers/).
+
+Command: ``.venv/bin/python benchmarks/peers.py [--model vae] [--seeds 0 1 2] [--epochs 15]
+[--pythae-seed-offset 0] [--dataset digits]``; about 3–4 minutes on a shared 2-core CPU with the defaults.
 """
 
 from __future__ import annotations
@@ -36,6 +52,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -55,6 +72,20 @@ LABELS = {
     "kl": "KL (nats)",
     "iwae": "IWAE NLL, ours (nats)",
     "pythae_nll": "NLL, pythae get_nll (nats)",
+    "objective": "training objective (nats)",
+    "mmd": "MMD² (test set)",
+    "mse": "rec. MSE (per image)",
+    "vq_rec": "rec. NLL, Bernoulli (nats)",
+    "commitment": "commitment ‖z_e − e‖² (per image)",
+    "perplexity": "code perplexity (test)",
+    "codes_used": "codes used (test, of K)",
+}
+DIGITS = {"mmd": 4}  #: decimals of a metric in the printout (2 unless listed)
+MODEL_METRICS = {
+    "vae": METRICS,
+    "beta-vae": ("elbo", "rec", "kl", "objective", "iwae", "pythae_nll"),
+    "info-vae": ("elbo", "rec", "kl", "mmd", "objective", "iwae", "pythae_nll"),
+    "vq-vae": ("mse", "vq_rec", "commitment", "perplexity", "codes_used"),
 }
 
 
@@ -87,15 +118,15 @@ def train_ours(model: VAE, train: torch.Tensor, args: argparse.Namespace, seed: 
     return time.perf_counter() - start
 
 
-def train_pythae(model: VAE, train: torch.Tensor, args: argparse.Namespace, seed: int, tmp: str) -> tuple[VAE, float]:
-    """pythae ``BaseTrainer`` fit of its VAE on copies of ``model``'s networks; returns them in our class."""
+def train_pythae(model: torch.nn.Module, train: torch.Tensor, args: argparse.Namespace, seed: int, tmp: str,
+                 kind: str = "vae") -> tuple[torch.nn.Module, float]:
+    """pythae ``BaseTrainer`` fit of its ``kind`` counterpart on copies of ``model``'s networks (and codebook);
+    returns the trained networks loaded into a copy of our ``model``, and the wall seconds."""
     from pythae.data.datasets import BaseDataset
     from pythae.trainers import BaseTrainer, BaseTrainerConfig
 
-    from tests.peers.adapters import pythae_vae
-
     quiet_pythae_loggers()
-    theirs = pythae_vae(model)  # deep copies of the (still untrained) networks
+    theirs = pythae_peer(kind)(model)  # deep copies of the (still untrained) networks
     config = BaseTrainerConfig(
         output_dir=tmp, num_epochs=args.epochs, learning_rate=args.lr, per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=args.batch_size, optimizer_cls="Adam", seed=seed, no_cuda=True,
@@ -110,7 +141,19 @@ def train_pythae(model: VAE, train: torch.Tensor, args: argparse.Namespace, seed
     scored = copy.deepcopy(model)
     scored.encoder.load_state_dict(best.encoder.net.state_dict())
     scored.decoder.load_state_dict(best.decoder.net.state_dict())
+    if kind == "vq-vae":  # the trained codebook (EMA: pythae's buffer; else its nn.Embedding)
+        q = best.quantizer
+        with torch.no_grad():
+            scored.quantizer.codebook.copy_(q.embeddings if torch.is_tensor(q.embeddings) else q.embeddings.weight)
     return scored, seconds
+
+
+def pythae_peer(kind: str) -> Callable[[torch.nn.Module], torch.nn.Module]:
+    """The builder of pythae's counterpart of our ``kind`` (``tests.peers.adapters``; imports pythae)."""
+    from tests.peers import adapters
+
+    return {"vae": adapters.pythae_vae, "beta-vae": adapters.pythae_beta_vae,
+            "info-vae": adapters.pythae_info_vae, "vq-vae": adapters.pythae_vq_vae}[kind]
 
 
 def quiet_pythae_loggers() -> None:
@@ -139,6 +182,42 @@ def score(model: VAE, test: torch.Tensor, k: int, seed: int) -> dict[str, float]
         "elbo": float((rec + kl).mean()), "rec": float(rec.mean()), "kl": float(kl.mean()),
         "iwae": float(iwae.mean()), "pythae_nll": -float(pythae_log_p),
     }
+
+
+@torch.no_grad()
+def score_gaussian(model: VAE, test: torch.Tensor, k: int, seed: int, kind: str) -> dict[str, float]:
+    """``score`` plus, for β-VAE / InfoVAE, the trained objective on the test set (and InfoVAE's MMD² between the
+    test posterior draws and as many N(0, I) draws, drawn right after them)."""
+    from models.vae.likelihood import mmd
+
+    model.eval()
+    torch.manual_seed(seed)
+    rec, kl, z = model._loss_terms(test)  # (N,) (N,) (N, Z)
+    extra = {}
+    h = model.hparams
+    if kind == "beta-vae":
+        extra["objective"] = float((rec + h.beta * kl).mean())
+    else:  # info-vae
+        mmd2 = mmd(z, torch.randn_like(z), kernel=h.kernel)
+        extra["mmd"] = float(mmd2)
+        extra["objective"] = float((rec + (1 - h.alpha) * kl).mean() + (h.alpha + h.lambda_mmd - 1) * mmd2)
+    return {**score(model, test, k, seed), **extra}
+
+
+@torch.no_grad()
+def score_vq(model: torch.nn.Module, test: torch.Tensor) -> dict[str, float]:
+    """VQ-VAE test means (deterministic): squared error of the decoder mean at the nearest codes, summed over
+    pixels; the Bernoulli NLL it was trained on; the commitment distance summed over the code grid; the test
+    codes' perplexity and how many of the K codes they use."""
+    from models.vae.vq_vae import code_usage_stats
+
+    model.eval()
+    t = model._forward_terms(test)
+    mean = torch.sigmoid(model.decoder(model.quantizer.lookup(t["idx"])))  # (N, C, H, W)
+    perplexity, usage = code_usage_stats(t["idx"], model.hparams.num_codes)
+    return {"mse": float((mean - test).pow(2).flatten(1).sum(1).mean()), "vq_rec": float(t["rec"].mean()),
+            "commitment": float(t["commitment"].mean()), "perplexity": float(perplexity),
+            "codes_used": float(usage) * model.hparams.num_codes}
 
 
 def lockstep(shape: tuple[int, ...], train: torch.Tensor, args: argparse.Namespace, seed: int,
@@ -178,13 +257,73 @@ def lockstep(shape: tuple[int, ...], train: torch.Tensor, args: argparse.Namespa
             "param_scale": float(ours_params.abs().max())}
 
 
-def mean_std(values: list[float]) -> str:
+def build_ours(kind: str, shape: tuple[int, ...], args: argparse.Namespace) -> torch.nn.Module:
+    """Our ``kind`` with the shared sizes and lr; its other hyperparameters keep our defaults (pythae is matched to
+    them by ``tests.peers.adapters``), except the VQ-VAE's dead-code resets, which pythae lacks."""
+    extra = {"dead_code_steps": args.dead_code_steps} if kind == "vq-vae" else {}
+    return MODELS.get(kind)(image_shape=shape, latent_dim=args.latent_dim, width=args.width, lr=args.lr, **extra)
+
+
+def compare(kind: str, shape: tuple[int, ...], train: torch.Tensor, test: torch.Tensor,
+            args: argparse.Namespace) -> None:
+    """Per seed: ours and pythae's ``kind`` from the same initial weights, each trained by its pipeline, scored by
+    one scorer; prints per-seed rows and the table."""
+    metrics = MODEL_METRICS[kind]
+    if kind != "vae":
+        hp = {k: v for k, v in build_ours(kind, shape, args).hparams.items() if k != "image_shape"}
+        print(f"--- {kind}: ours {hp} vs pythae {type(pythae_peer(kind)(build_ours(kind, shape, args))).__name__}")
+    rows: dict[str, list[dict[str, float]]] = {"ours": [], "pythae": []}
+    for seed in args.seeds:
+        pl.seed_everything(seed, verbose=False)
+        ours = build_ours(kind, shape, args)
+        init = copy.deepcopy(ours)
+        with tempfile.TemporaryDirectory() as tmp:
+            theirs, t_theirs = train_pythae(init, train, args, seed + args.pythae_seed_offset, tmp, kind)
+            t_ours = train_ours(ours, train, args, seed, tmp)
+        for name, model, seconds in (("ours", ours, t_ours), ("pythae", theirs, t_theirs)):
+            if kind == "vae":
+                r = score(model, test, args.k, seed=10_000 + seed)
+            elif kind == "vq-vae":
+                r = score_vq(model, test)
+            else:
+                r = score_gaussian(model, test, args.k, seed=10_000 + seed, kind=kind)
+            r["train_s"] = seconds
+            rows[name].append(r)
+            figures = "  ".join(f"{m} {r[m]:.{DIGITS.get(m, 2)}f}" for m in metrics)
+            print(f"seed {seed} {name:>6}: {figures}  train {seconds:.1f}s")
+
+    n = len(args.seeds)
+    print()
+    print(f"| metric (test, per image) | ours (mean ± std, n={n}) | pythae (mean ± std, n={n}) | Δ ours − pythae "
+          "| max per-seed abs(Δ) | seed-noise tolerance | within? |")
+    print("|---|---|---|---|---|---|---|")
+    for m in metrics:
+        a, b = [r[m] for r in rows["ours"]], [r[m] for r in rows["pythae"]]
+        delta = statistics.fmean(a) - statistics.fmean(b)
+        tol = 2 * math.sqrt((statistics.variance(a) + statistics.variance(b)) / n) if n > 1 else float("nan")
+        paired = max(abs(x - y) for x, y in zip(a, b, strict=True))
+        d = DIGITS.get(m, 2)
+        print(f"| {LABELS[m]} | {mean_std(a, d)} | {mean_std(b, d)} | {delta:+.{d}f} | {paired:.{d}f} | {tol:.{d}f} | "
+              f"{'yes' if abs(delta) <= tol else 'no'} |")
+    ta, tb = [r["train_s"] for r in rows["ours"]], [r["train_s"] for r in rows["pythae"]]
+    print(f"| train time (s) | {mean_std(ta)} | {mean_std(tb)} | | | | |")
+    print()
+    m1, m2 = ("mse", "vq_rec") if kind == "vq-vae" else ("elbo", "iwae")
+    print(f"per seed ({'rec. MSE / rec. NLL' if kind == 'vq-vae' else '−ELBO / IWAE NLL'}): " + "; ".join(
+        f"seed {s}: ours {o[m1]:.2f} / {o[m2]:.2f}, pythae {p[m1]:.2f} / {p[m2]:.2f}"
+        for s, o, p in zip(args.seeds, rows["ours"], rows["pythae"], strict=True)
+    ))
+
+
+def mean_std(values: list[float], digits: int = 2) -> str:
     sd = statistics.stdev(values) if len(values) > 1 else float("nan")
-    return f"{statistics.fmean(values):.2f} ± {sd:.2f}"
+    return f"{statistics.fmean(values):.{digits}f} ± {sd:.{digits}f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="vae", choices=["vae", "beta-vae", "info-vae", "vq-vae", "all"],
+                        help="which autoencoder to compare with its pythae counterpart (all: the four in turn)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--dataset", default="digits", choices=["digits", "fashion-mnist"])
@@ -200,6 +339,8 @@ def main() -> None:
                         help="pythae trains with seed + offset (same initial weights): 0 pairs the runs (both "
                              "pipelines draw shuffling and noise from the global RNG in the same order), > 0 makes "
                              "them independent draws, compared by the seed-noise tolerance")
+    parser.add_argument("--dead-code-steps", type=int, default=0,
+                        help="vq-vae: our dead-code resets (pythae has none; 0 matches it, 50 is our default)")
     parser.add_argument("--lockstep-steps", type=int, default=300, help="steps of the lock-step check (0: skip)")
     args = parser.parse_args()
     if args.dataset == "fashion-mnist" and args.subset is None:
@@ -212,49 +353,17 @@ def main() -> None:
     t0 = time.perf_counter()
     train, test = load_data(args.dataset, args.image_size, args.subset)
     shape = tuple(train.shape[1:])
-    print(f"data: {args.dataset} {shape}, {len(train)} train / {len(test)} test images; vae latent_dim="
+    print(f"data: {args.dataset} {shape}, {len(train)} train / {len(test)} test images; {args.model if args.model != 'all' else 'each model'} latent_dim="
           f"{args.latent_dim} width={args.width}; {args.epochs} epochs × batch {args.batch_size}, Adam lr {args.lr}; "
           f"seeds {args.seeds} (pythae + {args.pythae_seed_offset}); K = {args.k}; torch threads {args.threads}")
-    for dtype in (torch.float32, torch.float64) if args.lockstep_steps else ():
+    for dtype in (torch.float32, torch.float64) if args.lockstep_steps and args.model in ("vae", "all") else ():
         ls = lockstep(shape, train, args, seed=args.seeds[0], dtype=dtype)
         print(f"lock-step {str(dtype)[6:]} ({args.lockstep_steps} Adam steps, same batches and noise, seed "
               f"{args.seeds[0]}): loss {ls['first']:.2f} -> {ls['last']:.2f}, max |loss gap| / loss "
               f"{ls['max_rel']:.1e}, final max |weight gap| {ls['param_gap']:.1e} (max |weight| "
               f"{ls['param_scale']:.2f})")
-    rows: dict[str, list[dict[str, float]]] = {"ours": [], "pythae": []}
-    for seed in args.seeds:
-        pl.seed_everything(seed, verbose=False)
-        ours = MODELS.get("vae")(image_shape=shape, latent_dim=args.latent_dim, width=args.width, lr=args.lr)
-        init = copy.deepcopy(ours)
-        with tempfile.TemporaryDirectory() as tmp:
-            theirs, t_theirs = train_pythae(init, train, args, seed + args.pythae_seed_offset, tmp)
-            t_ours = train_ours(ours, train, args, seed, tmp)
-        for name, model, seconds in (("ours", ours, t_ours), ("pythae", theirs, t_theirs)):
-            r = score(model, test, args.k, seed=10_000 + seed)
-            r["train_s"] = seconds
-            rows[name].append(r)
-            figures = "  ".join(f"{m} {r[m]:.2f}" for m in METRICS)
-            print(f"seed {seed} {name:>6}: {figures}  train {seconds:.1f}s")
-
-    n = len(args.seeds)
-    print()
-    print(f"| metric (test, per image) | ours (mean ± std, n={n}) | pythae (mean ± std, n={n}) | Δ ours − pythae "
-          "| max per-seed abs(Δ) | seed-noise tolerance | within? |")
-    print("|---|---|---|---|---|---|---|")
-    for m in METRICS:
-        a, b = [r[m] for r in rows["ours"]], [r[m] for r in rows["pythae"]]
-        delta = statistics.fmean(a) - statistics.fmean(b)
-        tol = 2 * math.sqrt((statistics.variance(a) + statistics.variance(b)) / n) if n > 1 else float("nan")
-        paired = max(abs(x - y) for x, y in zip(a, b, strict=True))
-        print(f"| {LABELS[m]} | {mean_std(a)} | {mean_std(b)} | {delta:+.2f} | {paired:.2f} | {tol:.2f} | "
-              f"{'yes' if abs(delta) <= tol else 'no'} |")
-    ta, tb = [r["train_s"] for r in rows["ours"]], [r["train_s"] for r in rows["pythae"]]
-    print(f"| train time (s) | {mean_std(ta)} | {mean_std(tb)} | | | | |")
-    print()
-    print("per seed (−ELBO / IWAE NLL): " + "; ".join(
-        f"seed {s}: ours {o['elbo']:.2f} / {o['iwae']:.2f}, pythae {p['elbo']:.2f} / {p['iwae']:.2f}"
-        for s, o, p in zip(args.seeds, rows["ours"], rows["pythae"], strict=True)
-    ))
+    for kind in ("vae", "beta-vae", "info-vae", "vq-vae") if args.model == "all" else (args.model,):
+        compare(kind, shape, train, test, args)
     print(f"total runtime {time.perf_counter() - t0:.0f} s")
 
 

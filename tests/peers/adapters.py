@@ -95,3 +95,67 @@ def pythae_vae(model: GaussianVAE, share: bool = False) -> PythaeVAE:
     """pythae's vanilla ``VAE`` (Bernoulli "bce" likelihood) on ``model``'s encoder and decoder networks."""
     config = VAEConfig(input_dim=model.image_shape, latent_dim=model.latent_dim, reconstruction_loss="bce")
     return PythaeVAE(config, **gaussian_adapters(model, share))
+
+
+# ------------------------------------------------------------------------ training-level peers (benchmarks/peers.py)
+def pythae_beta_vae(model: GaussianVAE, share: bool = False) -> nn.Module:
+    """pythae's ``BetaVAE`` ("bce", ``beta`` = our ``hparams.beta``) on ``model``'s networks."""
+    from pythae.models import BetaVAE, BetaVAEConfig
+
+    config = BetaVAEConfig(input_dim=model.image_shape, latent_dim=model.latent_dim, reconstruction_loss="bce",
+                           beta=model.hparams.beta)
+    return BetaVAE(config, **gaussian_adapters(model, share))
+
+
+def pythae_info_vae(model: GaussianVAE, share: bool = False) -> nn.Module:
+    """pythae's ``INFOVAE_MMD`` with our kernel, α and λ (``lbd``), bandwidth 1 and one scale (C = 2·latent_dim)."""
+    from pythae.models import INFOVAE_MMD, INFOVAE_MMD_Config
+
+    h = model.hparams
+    config = INFOVAE_MMD_Config(input_dim=model.image_shape, latent_dim=model.latent_dim, reconstruction_loss="bce",
+                                kernel_choice=h.kernel, alpha=h.alpha, lbd=h.lambda_mmd, kernel_bandwidth=1.0,
+                                scales=None)
+    return INFOVAE_MMD(config, **gaussian_adapters(model, share))
+
+
+def _bernoulli_vq_vae_class() -> type:
+    """pythae's ``VQVAE`` with its loss rewritten in our units (pythae's VQ-VAE has only an MSE likelihood).
+
+    Reconstruction: ``F.binary_cross_entropy`` on the decoder adapter's probabilities, summed over pixels (our
+    Bernoulli NLL); VQ loss: pythae's quantizer loss (element means) times D·h·w (ours sums over the code grid).
+    Everything else — pythae's quantizer, its EMA update, its straight-through estimator — is pythae's.
+    """
+    import torch.nn.functional as F
+    from pythae.models import VQVAE as PythaeVQVAE
+
+    class BernoulliPythaeVQVAE(PythaeVQVAE):
+        def loss_function(self, recon_x, x, quantizer_output):  # noqa: ANN001, ANN201 (pythae's signature)
+            rec = F.binary_cross_entropy(recon_x, x, reduction="none").flatten(1).sum(1)  # (B,) nats
+            vq = quantizer_output.loss * quantizer_output.quantized_vector[0].numel()  # × D·h·w
+            return (rec + vq).mean(dim=0), rec.mean(dim=0), vq
+
+    return BernoulliPythaeVQVAE
+
+
+def pythae_vq_vae(model: VQVAE, share: bool = False) -> nn.Module:
+    """pythae's ``VQVAE`` (Bernoulli loss, see _bernoulli_vq_vae_class) on ``model``'s networks and codebook.
+
+    Matched to our settings: K = ``num_codes``, D = ``latent_dim``, commitment β, EMA iff ``ema_decay > 0`` (with
+    that decay), codebook loss factor 1. Our codebook (and EMA statistics) are copied into pythae's quantizer.
+    """
+    from pythae.models import VQVAEConfig
+
+    h = model.hparams
+    config = VQVAEConfig(input_dim=model.image_shape, latent_dim=h.latent_dim, num_embeddings=h.num_codes,
+                         commitment_loss_factor=h.commitment, quantization_loss_factor=1.0,
+                         use_ema=h.ema_decay > 0, decay=h.ema_decay if h.ema_decay > 0 else 0.99)
+    theirs = _bernoulli_vq_vae_class()(config, **vq_adapters(model, share))
+    q = theirs.quantizer
+    with torch.no_grad():
+        if h.ema_decay > 0:
+            q.embeddings.copy_(model.quantizer.codebook)
+            q.ema_embed.copy_(model.quantizer.ema_sum)
+            q.cluster_size = model.quantizer.ema_count.clone()
+        else:
+            q.embeddings.weight.copy_(model.quantizer.codebook)
+    return theirs
