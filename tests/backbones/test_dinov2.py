@@ -202,7 +202,7 @@ def test_grayscale_equals_repeated_rgb(backbone):
     gray = _images((1, 1, 40, 40), seed=5)
     out = backbone(gray)
     assert out.shape == (1, 384) and torch.isfinite(out).all()
-    torch.testing.assert_close(out, backbone(gray.repeat(1, 3, 1, 1)), rtol=0, atol=0)
+    torch.testing.assert_close(out, backbone(gray.repeat(1, 3, 1, 1)), rtol=0, atol=1e-5)  # batch-layout rounding: seen 2e-6 on a loaded 2-core run
 
 
 def test_clean_resize_mode_is_dgm_evals_clean_resize(hf_file):

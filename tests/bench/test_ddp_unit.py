@@ -78,7 +78,7 @@ def test_ddp_of_a_unit_on_two_processes_and_on_two_nodes(tmp_path):
     for seed, path in enumerate(records):
         recorded = {r["metric"]: r["value"] for r in json.loads(path.read_text())["rows"]}
         assert json.loads(path.read_text())["status"] == "ok"
-        assert recorded == _single_process_scores(suite, one_node, seed)
+        assert recorded == pytest.approx(_single_process_scores(suite, one_node, seed), rel=1e-6)  # seen 3e-7 on kid under load
 
     two_nodes = tmp_path / "two-nodes"
     port = _port()
