@@ -69,3 +69,15 @@ def pytest_configure(config):
     # read by tests/fuzz at import time (Hypothesis settings are fixed when the test module is imported)
     if config.getoption("--fuzz-long"):
         os.environ["BENCH_FUZZ_LONG"] = "1"
+
+
+@pytest.fixture
+def one_thread():
+    """Runs the test on one torch thread (bit-stable float sums), restoring the count afterwards; modules opt in
+    with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

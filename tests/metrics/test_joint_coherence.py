@@ -7,7 +7,6 @@ holds), every real caption of the dataset against its label, and a list of near-
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -37,12 +36,7 @@ HIGH_WORDS = {"least", "more", "above"}
 GROUPS = {(0, 0): {0, 2, 4}, (1, 0): {1, 3}, (1, 1): {5, 7, 9}, (0, 1): {6, 8}}  # (odd, high) -> digits
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ determinism given the generator.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -21,12 +20,7 @@ TINY = {"latent_dim": 8, "width": 16, "d_model": 16, "n_layers": 1}
 ALL = ("mvae-early", "mvae-mid", "mvae-late", "mopoe", "mmvae")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import importlib.util
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,12 +29,7 @@ def bench():
     return module
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def objective(model, tensors: dict[str, torch.Tensor], seed: int = 3) -> float:
